@@ -1,0 +1,181 @@
+"""`ServerConfig`: how to reach one MCP server and which turn-scoped data it may receive."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+
+from .headers import PROTECTED, CodexRuntimeError, Headers, InvalidHeaderError
+
+__all__ = ["ConfigError", "HeaderDelivery", "Protocol", "ServerConfig"]
+
+HeaderDelivery = Literal["http", "meta", "both"]
+Protocol = Literal["auto", "legacy"]
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_DELIVERIES = ("http", "meta", "both")
+_PROTOCOLS = ("auto", "legacy")
+
+
+class ConfigError(CodexRuntimeError, ValueError):
+    """A server configuration (or a configuration file) is invalid.
+
+    The message names the offending server and key and says how to fix it; it never
+    contains the value of a header or an environment variable.
+    """
+
+
+def _fail(name: object, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"server {name!r}: {key} {problem}")
+
+
+def _to_str_tuple(value: Sequence[str] | str | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _to_opt_str_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _to_headers(value: Headers | Mapping[str, str] | Sequence[tuple[str, str]] | None) -> Headers:
+    if isinstance(value, Headers):
+        return value
+    try:
+        return Headers(value or ())
+    except InvalidHeaderError as exc:
+        raise ConfigError(f"static headers invalid: {exc}") from None
+
+
+def _to_env(value: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    return None if value is None else dict(value)
+
+
+@attrs.frozen(repr=False)
+class ServerConfig:
+    """How to reach one MCP server, validated at construction.
+
+    Exactly one of ``url`` (streamable HTTP) or ``command`` (a stdio subprocess, with
+    ``args``, ``env`` and ``cwd``) must be given. Invalid input raises `ConfigError`
+    before anything is connected.
+
+    Attributes:
+        name: Short identifier (letters, digits, ``_``, ``.``, ``-``; at most 64), used to
+            qualify tool names as ``name__tool``.
+        headers: Static HTTP headers sent on every request of this server (e.g. an API
+            key). On stdio they travel in ``params._meta.extra_headers`` of tool calls.
+        apps: The server is a first-party "Apps" server: it receives the turn entries of
+            `TurnHeaders` (session id, turn id, turn metadata). No other server does.
+        forward: The server receives the caller headers of `ForwardHeaders`.
+        required: A session fails to start when this server cannot be connected.
+        protocol: ``"auto"`` (the SDK's negotiation; the stateless 2026-07-28 protocol
+            against modern servers) or ``"legacy"`` (the 2025-11-25 session protocol).
+        header_delivery: Where turn- and call-scoped headers go: ``"http"`` (HTTP
+            headers), ``"meta"`` (``params._meta.extra_headers``) or ``"both"``. Stdio
+            servers are always ``"meta"``.
+        turn_header_methods: JSON-RPC methods that carry turn entries.
+        startup_timeout: Seconds allowed to connect (initialize / discover and list tools).
+        tool_timeout: Default seconds allowed for one ``tools/call``.
+        enabled_tools: When set, only these tools are listed and callable.
+        disabled_tools: These tools are hidden and cannot be called.
+    """
+
+    name: str
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = attrs.field(default=(), converter=_to_str_tuple)
+    env: Mapping[str, str] | None = attrs.field(default=None, converter=_to_env, hash=False)
+    cwd: str | None = None
+    headers: Headers = attrs.field(factory=Headers, converter=_to_headers)
+    apps: bool = False
+    forward: bool = False
+    required: bool = False
+    protocol: Protocol = "auto"
+    header_delivery: HeaderDelivery = "http"
+    turn_header_methods: tuple[str, ...] = attrs.field(default=("tools/call",), converter=_to_str_tuple)
+    startup_timeout: float = 10.0
+    tool_timeout: float = 60.0
+    enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_to_opt_str_tuple)
+    disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_to_str_tuple)
+
+    def __attrs_post_init__(self) -> None:
+        name = self.name
+        if not isinstance(name, str) or not _NAME_RE.match(name) or "__" in name:
+            raise ConfigError(
+                f"server name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit, without '__' (it separates server and tool names)"
+            )
+        if (self.url is None) == (self.command is None):
+            raise _fail(name, "url/command", "must have exactly one of `url` (HTTP) or `command` (stdio)")
+        if self.url is not None:
+            if not isinstance(self.url, str) or not re.match(r"^https?://[^\s/]+", self.url):
+                raise _fail(name, "url", "must be an http:// or https:// URL")
+            if self.args or self.env is not None or self.cwd is not None:
+                raise _fail(name, "args/env/cwd", "only apply to stdio servers (with `command`)")
+        if self.command is not None and (not isinstance(self.command, str) or not self.command):
+            raise _fail(name, "command", "must be a non-empty string")
+        if not all(isinstance(a, str) for a in self.args):
+            raise _fail(name, "args", "must be a list of strings")
+        if self.env is not None and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
+        ):
+            raise _fail(name, "env", "must map strings to strings")
+        if self.cwd is not None and not isinstance(self.cwd, str):
+            raise _fail(name, "cwd", "must be a string")
+        for flag in ("apps", "forward", "required"):
+            if not isinstance(getattr(self, flag), bool):
+                raise _fail(name, flag, "must be true or false")
+        if self.protocol not in _PROTOCOLS:
+            raise _fail(name, "protocol", f"must be one of {', '.join(_PROTOCOLS)}")
+        if self.header_delivery not in _DELIVERIES:
+            raise _fail(name, "header_delivery", f"must be one of {', '.join(_DELIVERIES)}")
+        for key in ("startup_timeout", "tool_timeout"):
+            value: Any = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _fail(name, key, "must be a number of seconds")
+            if not (value > 0 and math.isfinite(value)):
+                raise _fail(name, key, "must be a positive, finite number of seconds")
+        for key in ("turn_header_methods", "disabled_tools"):
+            if not all(isinstance(v, str) and v for v in getattr(self, key)):
+                raise _fail(name, key, "must be a list of non-empty strings")
+        if self.enabled_tools is not None and not all(isinstance(v, str) and v for v in self.enabled_tools):
+            raise _fail(name, "enabled_tools", "must be a list of non-empty strings")
+        for header in self.headers.keys():
+            if header in PROTECTED:
+                raise _fail(name, "headers", f"may not set {header!r}: the transport manages it")
+
+    @property
+    def transport(self) -> Literal["streamable-http", "stdio"]:
+        """``"streamable-http"`` or ``"stdio"``."""
+        return "stdio" if self.command is not None else "streamable-http"
+
+    @property
+    def effective_delivery(self) -> HeaderDelivery:
+        """The delivery actually used: stdio servers can only take ``"meta"``."""
+        return "meta" if self.command is not None else self.header_delivery
+
+    def tool_allowed(self, tool: str) -> bool:
+        """Whether ``enabled_tools`` / ``disabled_tools`` let this tool through."""
+        if tool in self.disabled_tools:
+            return False
+        return self.enabled_tools is None or tool in self.enabled_tools
+
+    def __repr__(self) -> str:
+        target = f"url={self.url!r}" if self.url is not None else f"command={self.command!r}"
+        flags = "".join(f", {f}=True" for f in ("apps", "forward", "required") if getattr(self, f))
+        # Header values and environment values may be secrets: only names are shown.
+        return (
+            f"ServerConfig(name={self.name!r}, {target}{flags}, headers={self.headers!r}, "
+            f"protocol={self.protocol!r}, header_delivery={self.header_delivery!r})"
+        )

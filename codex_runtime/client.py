@@ -1,0 +1,627 @@
+"""`McpClient`: one long-lived MCP connection with request headers resolved per request.
+
+Every outgoing request of a client gets, lowest precedence first: the **static** headers
+of its `ServerConfig`; the **turn** entry of the turn the sending task is bound to
+(`bind_turn`), set with `set_turn_headers`; the **call** headers of the sending task
+(`request_headers` or ``call_tool(headers=...)``); and the **trace** context of the span
+current at send time. They are resolved in the sending task at send time, never by
+mutating shared state, so concurrent calls neither serialize nor see each other's values.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+import attrs
+import httpx2
+from mcp import Client as SdkClient
+from mcp.client.session import IncomingMessage
+from mcp.client.stdio import StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types import CallToolResult, Implementation, Tool, ToolListChangedNotification
+
+from ._context import (
+    _CALL_HEADERS,
+    _TURN_ID,
+    _reset_for_owner_task,
+    bind_turn,
+    current_turn_id,
+    request_headers,
+)
+from ._server_config import ConfigError, HeaderDelivery, ServerConfig
+from ._trace import clean_otel_context, inject_trace_headers, tool_call_span
+from ._version import __version__
+from .headers import (
+    PROTECTED,
+    CodexRuntimeError,
+    Headers,
+    InvalidHeaderError,
+    check_settable,
+    merge_layers,
+    validate_name,
+    validate_value,
+)
+
+__all__ = [
+    "ConfigError",
+    "HeaderDelivery",
+    "McpClient",
+    "ServerConfig",
+    "ServerUnavailableError",
+    "ToolCallError",
+    "ToolTimeoutError",
+    "bind_turn",
+    "current_turn_id",
+    "request_headers",
+]
+
+logger = logging.getLogger("codex_runtime.client")
+
+#: `_meta` key prefixes reserved for first-party (Apps) servers; stripped for all others.
+RESERVED_META_PREFIXES = ("x-codex-", "codex/", "_codex_", "openai/", "x-openai-")
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_CONNECT_DELAYS = (0.25, 1.0)  # three attempts in all
+_STDIO_RESTARTS_PER_MINUTE = 5
+
+HeaderValue = str | Callable[[], str]
+MetaValue = Any
+
+
+class ServerUnavailableError(CodexRuntimeError):
+    """The server could not be reached, or its connection died while a request was pending.
+
+    A ``tools/call`` that fails this way is never replayed: the tool may have run.
+    """
+
+    def __init__(self, server: str, message: str) -> None:
+        super().__init__(f"MCP server {server!r}: {message}")
+        self.server = server
+
+
+class ToolCallError(CodexRuntimeError):
+    """A ``tools/call`` was refused or failed at the protocol level (not a tool-level error).
+
+    A tool that runs and reports failure returns a `CallToolResult` with ``isError`` set
+    instead; this is for JSON-RPC errors (unknown tool, invalid arguments, ...).
+    """
+
+    def __init__(self, server: str, tool: str, message: str, *, code: int | None = None) -> None:
+        super().__init__(f"tool {tool!r} on MCP server {server!r}: {message}")
+        self.server = server
+        self.tool = tool
+        self.code = code
+        self.reason = message
+
+
+class ToolTimeoutError(ToolCallError):
+    """A ``tools/call`` did not answer within its timeout; the server was told to cancel it."""
+
+
+@attrs.define
+class _TurnEntry:
+    headers: dict[str, HeaderValue] = attrs.field(factory=dict)
+    meta: dict[str, MetaValue] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class _Plan:
+    """Headers resolved in the calling task for its next request of ``method``."""
+
+    client: McpClient
+    method: str
+    http: Mapping[str, str]
+
+
+_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("codex_runtime_plan", default=None)
+_CONNECT_STATUS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "codex_runtime_connect_status", default=None
+)
+
+
+class _Connection:
+    """One SDK `Client` hosted by its own owner task."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.sdk: SdkClient | None = None
+        self.tools: list[Tool] | None = None
+        self.tools_stale = False
+        self.ready = anyio.Event()
+        self.closed = anyio.Event()
+        self.stop = anyio.Event()
+        self.error: BaseException | None = None
+        self.started_at = time.monotonic()
+        self.connect_statuses: list[int] = []
+
+    @property
+    def alive(self) -> bool:
+        return self.sdk is not None and not self.closed.is_set() and not self.stop.is_set()
+
+
+def _leaves(exc: BaseException) -> Iterable[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for sub in exc.exceptions:
+            yield from _leaves(sub)
+    else:
+        yield exc
+
+
+def _describe(exc: BaseException) -> str:
+    leaves = list(_leaves(exc))
+    leaf = leaves[0] if leaves else exc
+    if isinstance(leaf, MCPError):
+        return f"{leaf.message} (code {leaf.code})"
+    text = str(leaf).splitlines()[0] if str(leaf) else ""
+    return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
+
+
+def _strip_reserved(meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in meta.items() if not k.lower().startswith(RESERVED_META_PREFIXES)}
+
+
+def _body_method(request: httpx2.Request) -> str | None:
+    try:
+        body = json.loads(request.content)
+    except (ValueError, httpx2.RequestNotRead):
+        return None
+    method = body.get("method") if isinstance(body, dict) else None
+    return method if isinstance(method, str) else None
+
+
+class McpClient:
+    """One long-lived connection to one MCP server (streamable HTTP or stdio).
+
+    Use it as ``async with McpClient(config) as client:`` or with `connect` / `aclose`
+    (from the same task). The connection lives in its own owner task: a server that
+    dies fails only this client's pending calls (with `ServerUnavailableError`), and the
+    next call reconnects. One client may serve many turns and sessions at once.
+    """
+
+    def __init__(self, config: ServerConfig, *, client_info: Implementation | None = None) -> None:
+        if not isinstance(config, ServerConfig):
+            raise TypeError("McpClient() needs a ServerConfig")
+        self._config = config
+        self._client_info = client_info or Implementation(name="codex-runtime", version=__version__)
+        self._turn_entries: dict[str, _TurnEntry] = {}
+        self._conn: _Connection | None = None
+        self._generation = 0
+        self._connect_lock = anyio.Lock()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._http: httpx2.AsyncClient | None = None
+        self._closing = False
+        self._stdio_starts: list[float] = []
+        self._delivery: HeaderDelivery = config.effective_delivery
+        self._is_stdio = config.command is not None
+
+    # -- public properties -------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The server's configured name."""
+        return self._config.name
+
+    @property
+    def config(self) -> ServerConfig:
+        """The `ServerConfig` this client was built from."""
+        return self._config
+
+    @property
+    def connected(self) -> bool:
+        """Whether a live connection is currently established."""
+        return self._conn is not None and self._conn.alive
+
+    @property
+    def protocol_version(self) -> str | None:
+        """The negotiated MCP protocol version of the current connection, if any."""
+        conn = self._conn
+        if conn is None or conn.sdk is None:
+            return None
+        return conn.sdk.session.protocol_version
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "disconnected"
+        return f"<McpClient {self.name!r} {self._config.transport} {state}>"
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> McpClient:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def connect(self) -> None:
+        """Connect (initialize or discover, then list tools), within ``startup_timeout``.
+
+        Raises `ServerUnavailableError` when the server cannot be reached. Call `aclose`
+        from the same task when done.
+        """
+        if self._tg is not None:
+            raise RuntimeError(f"McpClient {self.name!r} is already connected or connecting")
+        self._closing = False
+        if not self._is_stdio:
+            self._http = self._make_http_client()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        try:
+            await self._get_connection()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the connection and its owner task. Safe to call more than once."""
+        tg, self._tg = self._tg, None
+        if tg is None:
+            return
+        self._closing = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.stop.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0) as scope:
+            if conn is not None:
+                await conn.closed.wait()
+        if scope.cancelled_caught:
+            tg.cancel_scope.cancel()
+        try:
+            await tg.__aexit__(None, None, None)
+        finally:
+            if self._http is not None:
+                http, self._http = self._http, None
+                with anyio.CancelScope(shield=True):
+                    await http.aclose()
+
+    # -- turn entries ------------------------------------------------------------------
+
+    def set_turn_headers(
+        self,
+        turn_id: str,
+        headers: Headers | Mapping[str, HeaderValue] | Iterable[tuple[str, HeaderValue]] | None = None,
+        meta: Mapping[str, MetaValue] | None = None,
+    ) -> None:
+        """Merge headers and/or ``_meta`` entries into turn ``turn_id``'s entry.
+
+        They travel only on requests sent from tasks bound to that turn (`bind_turn`)
+        and only on ``ServerConfig.turn_header_methods``. Values may be callables,
+        evaluated when a request is sent. A later value wins per name, so several hooks
+        can each add theirs. Invalid or protected names raise `InvalidHeaderError` and
+        leave the entry unchanged.
+        """
+        if not isinstance(turn_id, str) or not turn_id:
+            raise TypeError("set_turn_headers() needs a non-empty turn id string")
+        staged_headers: dict[str, HeaderValue] = {}
+        if headers is not None:
+            pairs = headers.items() if isinstance(headers, Headers | Mapping) else headers
+            for raw_name, value in pairs:
+                name = validate_name(raw_name)
+                if name in PROTECTED:
+                    check_settable(Headers([(name, "x")]), layer="turn")
+                if not callable(value):
+                    validate_value(name, value)
+                staged_headers[name] = value
+        staged_meta: dict[str, MetaValue] = {}
+        if meta is not None:
+            for key, meta_value in meta.items():
+                if not isinstance(key, str) or not key:
+                    raise InvalidHeaderError(f"turn _meta keys must be non-empty strings, got {type(key).__name__}")
+                staged_meta[key] = meta_value
+        entry = self._turn_entries.setdefault(turn_id, _TurnEntry())
+        entry.headers.update(staged_headers)
+        entry.meta.update(staged_meta)
+
+    def clear_turn_headers(self, turn_id: str) -> None:
+        """Remove turn ``turn_id``'s whole entry (headers and ``_meta``). Idempotent."""
+        self._turn_entries.pop(turn_id, None)
+
+    def turn_entry_ids(self) -> frozenset[str]:
+        """Ids of the turns that currently have an entry on this client (for diagnostics)."""
+        return frozenset(self._turn_entries)
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def list_tools(self, *, refresh: bool = False) -> list[Tool]:
+        """The server's tools (cached; refreshed after a reconnect or a ``list_changed``)."""
+        conn = await self._get_connection()
+        if refresh or conn.tools is None or conn.tools_stale:
+            await self._refresh_tools(conn)
+        return [t for t in conn.tools or () if self._config.tool_allowed(t.name)]
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        headers: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> CallToolResult:
+        """Call tool ``name`` and return its result.
+
+        ``headers`` are call-scoped (on top of any `request_headers` block); ``meta``
+        entries go into ``params._meta``. A tool that reports failure returns a result
+        with ``isError`` set. Raises `InvalidHeaderError` (before anything is sent),
+        `ToolCallError` (refused by the server, or a disabled tool), `ToolTimeoutError`,
+        or `ServerUnavailableError` (the call is never replayed once it may have run).
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("call_tool() needs a tool name string")
+        if arguments is not None and not isinstance(arguments, Mapping):
+            raise TypeError("call_tool() arguments must be a mapping (a JSON object)")
+        if timeout is None:
+            timeout = self._config.tool_timeout
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError("call_tool() timeout must be a positive number of seconds")
+        if not self._config.tool_allowed(name):
+            raise ToolCallError(self.name, name, "the tool is disabled by this server's configuration")
+        call_headers = self._call_layer(headers)
+        caller_meta = dict(meta) if meta is not None else {}
+        if meta is not None and not all(isinstance(k, str) for k in caller_meta):
+            raise TypeError("call_tool() meta keys must be strings")
+        # Resolve now, in the calling task, so bad values raise before anything is sent.
+        http, request_meta = self._resolve("tools/call", call_headers, caller_meta)
+        args = dict(arguments) if arguments is not None else None
+
+        with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url):
+            conn = await self._get_connection()
+            for attempt in (1, 2):
+                sdk = conn.sdk
+                assert sdk is not None
+                token = _PLAN.set(_Plan(self, "tools/call", http) if http else None)
+                try:
+                    with anyio.fail_after(timeout):
+                        return await sdk.call_tool(name, args, meta=request_meta or None)
+                except TimeoutError:
+                    raise ToolTimeoutError(
+                        self.name, name, f"no answer within {timeout:g} s; the call was cancelled"
+                    ) from None
+                except MCPError as exc:
+                    if attempt == 1 and self._is_session_lost(exc):
+                        # The server refused the request before running it: safe to resend.
+                        conn = await self._recover(conn)
+                        continue
+                    if exc.code == -32000 or not conn.alive:
+                        raise ServerUnavailableError(
+                            self.name, f"connection lost during tools/call {name!r} ({exc.message})"
+                        ) from None
+                    raise ToolCallError(self.name, name, exc.message, code=exc.code) from None
+                except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                    raise ServerUnavailableError(
+                        self.name, f"connection lost during tools/call {name!r} ({_describe(exc)})"
+                    ) from None
+                finally:
+                    _PLAN.reset(token)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- header resolution -------------------------------------------------------------
+
+    def _call_layer(
+        self, explicit: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None
+    ) -> Headers | None:
+        ambient = _CALL_HEADERS.get()
+        if explicit is None:
+            return ambient
+        layer = explicit if isinstance(explicit, Headers) else Headers(explicit)
+        check_settable(layer, layer="call")
+        return layer if ambient is None else layer | ambient
+
+    def _turn_layer(self, method: str) -> tuple[Headers | None, dict[str, Any]]:
+        turn_id = _TURN_ID.get()
+        if turn_id is None or method not in self._config.turn_header_methods:
+            return None, {}
+        entry = self._turn_entries.get(turn_id)
+        if entry is None:
+            return None, {}
+        pairs: list[tuple[str, str]] = []
+        for name, value in entry.headers.items():
+            resolved = value() if callable(value) else value
+            pairs.append((name, validate_value(name, resolved)))
+        meta = {k: (v() if callable(v) else v) for k, v in entry.meta.items()}
+        return (Headers(pairs) if pairs else None), meta
+
+    def _resolve(
+        self, method: str, call: Headers | None, caller_meta: dict[str, Any]
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """Resolve the turn and call layers for one request: (HTTP headers, ``_meta``)."""
+        turn, turn_meta = self._turn_layer(method)
+        layers = [h for h in (call, turn) if h is not None]
+        dynamic = merge_layers(*layers) if layers else {}
+        http: dict[str, str] = {}
+        meta: dict[str, Any] = {}
+        if self._config.apps:
+            meta.update(turn_meta)
+            meta.update(caller_meta)
+        else:
+            # Egress: keys reserved for first-party servers never leave towards others.
+            meta.update(_strip_reserved(turn_meta))
+            meta.update(_strip_reserved(caller_meta))
+        if dynamic and self._delivery in ("http", "both"):
+            http = dynamic
+        extra: dict[str, str] = {}
+        if self._is_stdio and self._config.headers:
+            extra.update(self._config.headers.to_dict())
+        if self._delivery in ("meta", "both"):
+            extra.update(dynamic)
+        if extra:
+            existing = meta.get("extra_headers")
+            merged = dict(existing) if isinstance(existing, Mapping) else {}
+            merged.update(extra)
+            meta["extra_headers"] = merged
+        return http, meta
+
+    async def _on_request(self, request: httpx2.Request) -> None:
+        """httpx2 request hook: runs in the sending task's context, right before sending."""
+        plan = _PLAN.get()
+        if plan is not None and plan.client is self:
+            method = request.headers.get("mcp-method") or _body_method(request)
+            if method == plan.method:
+                for name, value in plan.http.items():
+                    request.headers[name] = value
+        carrier: dict[str, str] = {}
+        inject_trace_headers(carrier)
+        for name, value in carrier.items():
+            request.headers[name] = value
+
+    async def _on_response(self, response: httpx2.Response) -> None:
+        statuses = _CONNECT_STATUS.get()
+        if statuses is not None:
+            statuses.append(response.status_code)
+
+    # -- connection management -----------------------------------------------------------
+
+    def _make_http_client(self) -> httpx2.AsyncClient:
+        read = max(30.0, self._config.tool_timeout + 5.0)
+        return httpx2.AsyncClient(
+            headers=self._config.headers.to_dict(),
+            timeout=httpx2.Timeout(30.0, read=read if math.isfinite(read) else None),
+            event_hooks={"request": [self._on_request], "response": [self._on_response]},
+        )
+
+    def _make_sdk_client(self) -> SdkClient:
+        server: Any
+        if self._is_stdio:
+            cfg = self._config
+            server = StdioServerParameters(
+                command=cfg.command or "",
+                args=list(cfg.args),
+                env=dict(cfg.env) if cfg.env is not None else None,
+                cwd=cfg.cwd,
+            )
+        else:
+            assert self._http is not None and self._config.url is not None
+            server = streamable_http_client(self._config.url, http_client=self._http)
+        return SdkClient(
+            server,
+            mode=self._config.protocol,
+            client_info=self._client_info,
+            message_handler=self._on_message,
+            cache=None,
+        )
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, ToolListChangedNotification):
+            conn = self._conn
+            if conn is not None:
+                conn.tools_stale = True
+        await anyio.lowlevel.checkpoint()
+
+    async def _get_connection(self) -> _Connection:
+        conn = self._conn
+        if conn is not None and conn.alive:
+            return conn
+        if self._tg is None or self._closing:
+            raise ServerUnavailableError(self.name, "the client is not connected (use `async with McpClient(...)`)")
+        async with self._connect_lock:
+            conn = self._conn
+            if conn is not None and conn.alive:
+                return conn
+            return await self._open_connection()
+
+    async def _recover(self, lost: _Connection) -> _Connection:
+        """Replace a connection whose server-side session is gone; concurrent callers share it."""
+        async with self._connect_lock:
+            conn = self._conn
+            if conn is not None and conn is not lost and conn.alive:
+                return conn
+            logger.info("MCP server %r: session lost, re-initializing", self.name)
+            lost.stop.set()
+            return await self._open_connection()
+
+    async def _open_connection(self) -> _Connection:
+        if self._is_stdio:
+            now = time.monotonic()
+            self._stdio_starts = [t for t in self._stdio_starts if now - t < 60.0]
+            if len(self._stdio_starts) >= _STDIO_RESTARTS_PER_MINUTE:
+                raise ServerUnavailableError(
+                    self.name,
+                    f"the stdio server was started {_STDIO_RESTARTS_PER_MINUTE} times in the last minute; "
+                    "not restarting it again yet",
+                )
+            self._stdio_starts.append(now)
+        assert self._tg is not None
+        last_error: BaseException | None = None
+        delays = (*_CONNECT_DELAYS, None)
+        with anyio.move_on_after(self._config.startup_timeout) as deadline:
+            for delay in delays:
+                self._generation += 1
+                conn = _Connection(self._generation)
+                self._tg.start_soon(self._own_connection, conn)
+                await conn.ready.wait()
+                if conn.sdk is not None and conn.error is None:
+                    self._conn = conn
+                    return conn
+                last_error = conn.error
+                if delay is None or not self._transient(conn):
+                    break
+                await anyio.sleep(delay)
+        reason = _describe(last_error) if last_error is not None else "no answer"
+        if deadline.cancelled_caught:
+            reason = f"not connected within {self._config.startup_timeout:g} s (last error: {reason})"
+        raise ServerUnavailableError(self.name, f"cannot connect: {reason}")
+
+    def _transient(self, conn: _Connection) -> bool:
+        if conn.error is None:
+            return False
+        for leaf in _leaves(conn.error):
+            if isinstance(leaf, httpx2.TransportError | OSError):
+                return True
+        return bool(set(conn.connect_statuses) & _TRANSIENT_STATUS)
+
+    async def _own_connection(self, conn: _Connection) -> None:
+        """Owner task of one connection: connect from a clean context, serve, close."""
+        _reset_for_owner_task()
+        clean_otel_context()
+        _PLAN.set(None)
+        status_token = _CONNECT_STATUS.set(conn.connect_statuses)
+        try:
+            sdk = self._make_sdk_client()
+            async with sdk:
+                _CONNECT_STATUS.reset(status_token)
+                conn.tools = await self._list_all_tools(sdk)
+                conn.sdk = sdk
+                conn.ready.set()
+                await conn.stop.wait()
+        except Exception as exc:
+            conn.error = exc
+            if conn.sdk is not None and not self._closing:
+                logger.warning("MCP server %r: connection lost (%s)", self.name, _describe(exc))
+            else:
+                logger.debug("MCP server %r: connect failed (%s)", self.name, _describe(exc))
+        finally:
+            conn.closed.set()
+            conn.ready.set()
+
+    async def _list_all_tools(self, sdk: SdkClient) -> list[Tool]:
+        tools: list[Tool] = []
+        cursor: str | None = None
+        for _ in range(100):
+            page = await sdk.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+        return tools
+
+    async def _refresh_tools(self, conn: _Connection) -> None:
+        sdk = conn.sdk
+        assert sdk is not None
+        try:
+            conn.tools_stale = False
+            conn.tools = await self._list_all_tools(sdk)
+        except MCPError as exc:
+            raise ServerUnavailableError(self.name, f"tools/list failed: {exc.message}") from None
+        except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+            raise ServerUnavailableError(self.name, f"tools/list failed: {_describe(exc)}") from None
+
+    def _is_session_lost(self, exc: MCPError) -> bool:
+        return exc.code == -32600 and "session" in exc.message.lower()
+

@@ -1,0 +1,448 @@
+"""Load `ServerConfig` objects from a Codex ``config.toml`` or an ``mcpServers`` JSON file.
+
+Two file formats are understood, chosen by the file name:
+
+* A ``.json`` file holds the ``mcpServers`` object used by other MCP clients::
+
+      {"mcpServers": {
+          "docs": {"url": "https://docs.example.com/mcp", "headers": {"X-Api-Key": "..."}},
+          "files": {"command": "mcp-files", "args": ["--root", "."], "env": {"LOG": "1"}}
+      }}
+
+* Anything else is read as a Codex ``config.toml``; each ``[mcp_servers.NAME]`` table is
+  one server and everything else in the file (model, profiles, ...) is ignored::
+
+      [mcp_servers.docs]
+      url = "https://docs.example.com/mcp"
+      bearer_token_env_var = "DOCS_TOKEN"
+      tool_timeout_sec = 30
+
+Secrets are kept out of errors: a `ConfigError` names the file, the server and the key
+at fault but never shows a header value or the value of an environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tomllib
+import warnings
+from collections.abc import Mapping
+from typing import Any, Final, Literal
+
+from ._server_config import ConfigError, ServerConfig
+from .headers import PROTECTED, Headers, InvalidHeaderError
+
+__all__ = ["ConfigError", "ConfigWarning", "load_config"]
+
+_Format = Literal["toml", "json"]
+
+
+class ConfigWarning(UserWarning):
+    """A configuration file holds something that is ignored, such as an unknown key.
+
+    The message names the file, the server and the key.
+    """
+
+
+# Keys understood in a server table of either format; each maps to a `ServerConfig` field.
+_COMMON_KEYS: Final = frozenset(
+    {
+        "command",
+        "args",
+        "env",
+        "cwd",
+        "url",
+        "env_http_headers",
+        "bearer_token_env_var",
+        "apps",
+        "forward",
+        "header_delivery",
+        "protocol",
+        "required",
+        "startup_timeout_sec",
+        "tool_timeout_sec",
+        "enabled_tools",
+        "disabled_tools",
+    }
+)
+_TOML_KEYS: Final = _COMMON_KEYS | {"http_headers", "enabled", "startup_timeout_ms"}
+_JSON_KEYS: Final = _COMMON_KEYS | {"headers", "type", "disabled", "enabled"}
+
+# Accepted values of a JSON server's "type" key and the transport each requires.
+_JSON_TYPES: Final = {"stdio": "command", "http": "url", "streamable-http": "url"}
+
+# A likely meaning of a key that belongs to the other format.
+_HINTS: Final = {
+    "toml": {"headers": "http_headers", "disabled": "enabled = false"},
+    "json": {"http_headers": "headers"},
+}
+
+
+def load_config(
+    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> list[ServerConfig]:
+    """Read the MCP servers configured in a file, in the order the file lists them.
+
+    A path ending in ``.json`` is read as a JSON ``{"mcpServers": {...}}`` object; any
+    other path as a Codex ``config.toml`` (its ``[mcp_servers.NAME]`` tables). Disabled
+    servers (``enabled = false`` in TOML, ``"disabled": true`` in JSON) are left out;
+    apart from the type of that flag they are not checked.
+
+    Keys of a server table (JSON names in parentheses where they differ):
+
+    * ``command``, ``args``, ``env``, ``cwd``: a stdio server.
+    * ``url``: a streamable HTTP server; ``http_headers`` (``headers``): static headers;
+      ``env_http_headers``: header name -> name of the environment variable holding its
+      value; ``bearer_token_env_var``: the variable whose value is sent as
+      ``Authorization: Bearer <value>``.
+    * ``startup_timeout_sec`` (or Codex's ``startup_timeout_ms``), ``tool_timeout_sec``:
+      seconds, an integer or a float.
+    * ``enabled_tools``, ``disabled_tools``: lists of tool names.
+    * ``apps``, ``forward``, ``required``: booleans; ``protocol`` (``"auto"`` or
+      ``"legacy"``), ``header_delivery`` (``"http"``, ``"meta"`` or ``"both"``).
+    * JSON only: ``type`` (``"stdio"``, ``"http"`` or ``"streamable-http"``), checked
+      against ``command``/``url`` and otherwise ignored.
+
+    An unknown key in a server table is reported with a `ConfigWarning` and ignored.
+
+    Args:
+        path: The configuration file.
+        environ: Environment variables for ``env_http_headers`` and
+            ``bearer_token_env_var``; `os.environ` (read now) when omitted.
+
+    Returns:
+        One validated `ServerConfig` per enabled server.
+
+    Raises:
+        ConfigError: The file cannot be read or parsed, or a server entry is invalid
+            (wrong type, unknown transport, missing environment variable, invalid
+            header, ...). The message names the file, the server and the key, and never
+            contains a header value or an environment variable's value.
+    """
+    where = os.fspath(path)
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    try:
+        with open(where, "rb") as fp:
+            raw = fp.read()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"{where}: cannot read the configuration file: {reason}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not valid UTF-8 (at byte {exc.start})") from None
+
+    fmt: _Format = "json" if where.lower().endswith(".json") else "toml"
+    entries = _json_servers(where, text) if fmt == "json" else _toml_servers(where, text)
+
+    servers: list[ServerConfig] = []
+    for name, table in entries:
+        server = _build_server(where, fmt, name, table, env)
+        if server is not None:
+            servers.append(server)
+    return servers
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def _toml_servers(where: str, text: str) -> list[tuple[str, Any]]:
+    """The ``(name, table)`` pairs of a Codex ``config.toml``'s ``mcp_servers``."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The message says where ("... (at line 3, column 7)"); `from None` keeps the
+        # document itself out of the exception chain.
+        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+    servers = document.get("mcp_servers", {})
+    if not isinstance(servers, dict):
+        raise ConfigError(f"{where}: mcp_servers must be a table of [mcp_servers.NAME] tables")
+    return list(servers.items())
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _json_servers(where: str, text: str) -> list[tuple[str, Any]]:
+    """The ``(name, object)`` pairs of a JSON file's ``mcpServers``."""
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        # `exc.doc` is the whole document: `from None` keeps it out of the chain.
+        raise ConfigError(
+            f"{where}: invalid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except _DuplicateKeyError as exc:
+        raise ConfigError(f"{where}: invalid JSON: duplicate key {exc.args[0]!r}") from None
+    except (ValueError, RecursionError) as exc:
+        # E.g. an integer with too many digits, or nesting too deep to parse.
+        raise ConfigError(f"{where}: invalid JSON: {type(exc).__name__}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{where}: the top level must be an object with an mcpServers object")
+    if "mcpServers" not in document:
+        raise ConfigError(f'{where}: no mcpServers object (expected {{"mcpServers": {{...}}}})')
+    servers = document["mcpServers"]
+    if not isinstance(servers, dict):
+        raise ConfigError(f"{where}: mcpServers must be an object mapping server names to objects")
+    return list(servers.items())
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class _Server:
+    """Typed access to one server table; every error names the file, server and key."""
+
+    def __init__(self, where: str, name: str, table: Mapping[str, Any]) -> None:
+        self.where = where
+        self.name = name
+        self.table = table
+
+    def error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(f"{self.where}: server {self.name!r}: {key} {problem}")
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def string(self, key: str, *, nonempty: bool = False) -> str | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise self.error(key, f"must be a string, not {_kind(value)}")
+        if nonempty and not value:
+            raise self.error(key, "must not be empty")
+        return value
+
+    def boolean(self, key: str) -> bool | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, bool):
+            raise self.error(key, f"must be true or false, not {_kind(value)}")
+        return value
+
+    def number(self, key: str) -> float | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.error(key, f"must be a number, not {_kind(value)}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise self.error(key, "is too large") from None
+        if not (math.isfinite(number) and number > 0):
+            raise self.error(key, "must be a positive, finite number")
+        return number
+
+    def strings(self, key: str) -> list[str] | None:
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise self.error(key, f"must be a list of strings, not {_kind(value)}")
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{index}]", f"must be a string, not {_kind(item)}")
+        return list(value)
+
+    def string_map(self, key: str) -> dict[str, str] | None:
+        """A table of strings; a wrong value is reported by its key only (it may be secret)."""
+        value = self.table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self.error(key, f"must be a table of strings, not {_kind(value)}")
+        for item_key, item in value.items():
+            if not isinstance(item, str):
+                raise self.error(f"{key}[{item_key!r}]", f"must be a string, not {_kind(item)}")
+        return dict(value)
+
+
+def _kind(value: object) -> str:
+    """A value's type in the words of the configuration formats (never the value)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def _build_server(
+    where: str, fmt: _Format, name: object, table: object, environ: Mapping[str, str]
+) -> ServerConfig | None:
+    """Check one server table and build its `ServerConfig`; ``None`` when it is disabled."""
+    if not isinstance(table, dict):
+        what = "an object" if fmt == "json" else "a table ([mcp_servers.NAME])"
+        raise ConfigError(f"{where}: server {name!r} must be {what}, not {_kind(table)}")
+    assert isinstance(name, str)  # keys of TOML tables and JSON objects are strings
+    server = _Server(where, name, table)
+
+    enabled = server.boolean("enabled")
+    disabled = server.boolean("disabled") if fmt == "json" else None
+    if disabled is True or enabled is False:
+        return None
+
+    known = _TOML_KEYS if fmt == "toml" else _JSON_KEYS
+    for key in table:
+        if key not in known:
+            hint = _HINTS[fmt].get(key)
+            tail = f" (did you mean {hint}?)" if hint else ""
+            warnings.warn(
+                f"{where}: server {name!r}: unknown key {key!r} ignored{tail}", ConfigWarning, stacklevel=3
+            )
+
+    command = server.string("command")
+    url = server.string("url")
+    if (command is None) == (url is None):
+        raise server.error("url/command", "exactly one of `url` (HTTP) or `command` (stdio) must be set")
+    if fmt == "json":
+        kind = server.string("type")
+        if kind is not None:
+            required_key = _JSON_TYPES.get(kind)
+            if required_key is None:
+                raise server.error("type", f"must be one of {', '.join(_JSON_TYPES)}")
+            if server.table.get(required_key) is None:
+                raise server.error("type", f"{kind!r} requires `{required_key}`")
+
+    secrets: list[str] = []
+    args = server.strings("args")
+    env = server.string_map("env")
+    if env is not None:
+        secrets.extend(env.values())
+    cwd = server.string("cwd")
+    headers = _headers(server, fmt, environ, secrets)
+
+    startup_timeout = server.number("startup_timeout_sec")
+    startup_timeout_ms = server.number("startup_timeout_ms") if fmt == "toml" else None
+    if startup_timeout_ms is not None:
+        if startup_timeout is not None:
+            raise server.error("startup_timeout_ms", "conflicts with startup_timeout_sec: set only one")
+        startup_timeout = startup_timeout_ms / 1000
+        if startup_timeout <= 0:
+            raise server.error("startup_timeout_ms", "must be a positive number")
+    tool_timeout = server.number("tool_timeout_sec")
+    enabled_tools = server.strings("enabled_tools")
+    disabled_tools = server.strings("disabled_tools")
+    flags = {flag: server.boolean(flag) for flag in ("apps", "forward", "required")}
+    choices = {key: server.string(key) for key in ("protocol", "header_delivery")}
+
+    fields: dict[str, Any] = {
+        "url": url,
+        "command": command,
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "headers": headers,
+        "startup_timeout": startup_timeout,
+        "tool_timeout": tool_timeout,
+        "enabled_tools": enabled_tools,
+        "disabled_tools": disabled_tools,
+        **flags,
+        **choices,
+    }
+    # Unset keys keep `ServerConfig`'s defaults.
+    given = {key: value for key, value in fields.items() if value is not None or key in ("url", "command")}
+    try:
+        return ServerConfig(name=name, **given)
+    except (ConfigError, InvalidHeaderError) as exc:
+        message = _redact(str(exc), secrets)
+        if not message.startswith("server "):
+            message = f"server {name!r}: {message}"
+        raise ConfigError(f"{where}: {message}") from None
+    except (TypeError, ValueError) as exc:  # defensive: a check above should have caught it
+        raise ConfigError(f"{where}: server {name!r}: invalid entry ({type(exc).__name__})") from None
+
+
+def _headers(
+    server: _Server, fmt: _Format, environ: Mapping[str, str], secrets: list[str]
+) -> list[tuple[str, str]]:
+    """The server's static headers: literal ones, then env_http_headers, then the bearer token.
+
+    Every value is added to ``secrets``; each header is checked on its own so that an
+    error can name the header without showing its value.
+    """
+    headers: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}  # lower-cased header name -> the key that set it
+
+    def add(key: str, header: str, value: str) -> None:
+        secrets.append(value)
+        label = f"{key}[{header!r}]" if key != "bearer_token_env_var" else key
+        previous = seen.get(header.lower())
+        if previous is not None:
+            raise server.error(label, f"sets header {header!r}, which {previous} already sets")
+        _check_header(server, label, header, value)
+        seen[header.lower()] = key
+        headers.append((header, value))
+
+    static_key = "http_headers" if fmt == "toml" else "headers"
+    for header, value in (server.string_map(static_key) or {}).items():
+        add(static_key, header, value)
+
+    for header, variable in (server.string_map("env_http_headers") or {}).items():
+        value = _lookup(server, f"env_http_headers[{header!r}]", variable, environ)
+        add("env_http_headers", header, value)
+
+    bearer_variable = server.string("bearer_token_env_var", nonempty=True)
+    if bearer_variable is not None:
+        token = _lookup(server, "bearer_token_env_var", bearer_variable, environ)
+        secrets.append(token)
+        if not token.strip():
+            raise server.error(
+                "bearer_token_env_var", f"names environment variable {bearer_variable!r}, which is empty"
+            )
+        add("bearer_token_env_var", "Authorization", f"Bearer {token}")
+    return headers
+
+
+def _lookup(server: _Server, label: str, variable: str, environ: Mapping[str, str]) -> str:
+    """The value of an environment variable named by the configuration."""
+    if not variable:
+        raise server.error(label, "must name an environment variable, not be empty")
+    value = environ.get(variable)
+    if value is None:
+        raise server.error(label, f"names environment variable {variable!r}, which is not set")
+    if not isinstance(value, str):  # a caller-supplied mapping holding a non-string
+        raise server.error(label, f"names environment variable {variable!r}, whose value is not a string")
+    return value
+
+
+def _check_header(server: _Server, label: str, header: str, value: str) -> None:
+    """Raise a `ConfigError` naming ``header`` (never its value) if it cannot be configured."""
+    if header.lower() in PROTECTED:
+        raise server.error(label, f"may not set header {header.lower()!r}: the transport manages it")
+    try:
+        Headers([(header, value)])
+    except (InvalidHeaderError, TypeError) as exc:
+        # `InvalidHeaderError` never shows a value; redacting is a second line of defence.
+        raise server.error(label, f"is invalid: {_redact(str(exc), [value])}") from None
+
+
+def _redact(message: str, secrets: list[str]) -> str:
+    """``message`` with every secret value (and its ``repr``) replaced by ``***``."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) < 3:  # too short to hide without mangling the message
+            continue
+        for form in (repr(secret)[1:-1], secret):
+            if form:
+                message = message.replace(form, "***")
+    return message
