@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
@@ -16,6 +16,7 @@ __all__ = ["ConfigError", "HeaderDelivery", "Protocol", "ServerConfig"]
 HeaderDelivery = Literal["http", "meta", "both"]
 Protocol = Literal["auto", "legacy"]
 
+_URL_RE = re.compile(r"^https?://[^\s/?#@]*@?[^\s/?#]+(?:[/?#][^\s]*)?$", re.ASCII)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _DELIVERIES = ("http", "meta", "both")
 _PROTOCOLS = ("auto", "legacy")
@@ -33,33 +34,59 @@ def _fail(name: object, key: str, problem: str) -> ConfigError:
     return ConfigError(f"server {name!r}: {key} {problem}")
 
 
-def _to_str_tuple(value: Sequence[str] | str | None) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
+class _Invalid:
+    """Marks a constructor argument that could not be converted; reported by the validator."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
 
 
-def _to_opt_str_tuple(value: Sequence[str] | None) -> tuple[str, ...] | None:
+def _str_tuple(key: str) -> Callable[[Any], Any]:
+    def convert(value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str) or not isinstance(value, Iterable):
+            return _Invalid(key, "must be a list of strings")
+        return tuple(value)
+
+    return convert
+
+
+def _opt_str_tuple(value: Any) -> Any:
     if value is None:
         return None
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
+    return _str_tuple("enabled_tools")(value)
 
 
-def _to_headers(value: Headers | Mapping[str, str] | Sequence[tuple[str, str]] | None) -> Headers:
+def _to_headers(value: Any) -> Any:
     if isinstance(value, Headers):
         return value
+    if value is not None and not isinstance(value, Mapping | Iterable) or isinstance(value, str | bytes):
+        return _Invalid("headers", "must be a mapping of header names to values")
     try:
         return Headers(value or ())
     except InvalidHeaderError as exc:
-        raise ConfigError(f"static headers invalid: {exc}") from None
+        return _Invalid("headers", f"invalid: {exc}")
+    except (TypeError, ValueError):
+        return _Invalid("headers", "must be a mapping of header names to values")
 
 
-def _to_env(value: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    return None if value is None else dict(value)
+def _to_env(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return _Invalid("env", "must map strings to strings")
+    return dict(value)
+
+
+def _redact_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"[REDACTED]@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 @attrs.frozen(repr=False)
@@ -94,7 +121,7 @@ class ServerConfig:
     name: str
     url: str | None = None
     command: str | None = None
-    args: tuple[str, ...] = attrs.field(default=(), converter=_to_str_tuple)
+    args: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple("args"))
     env: Mapping[str, str] | None = attrs.field(default=None, converter=_to_env, hash=False)
     cwd: str | None = None
     headers: Headers = attrs.field(factory=Headers, converter=_to_headers)
@@ -103,11 +130,13 @@ class ServerConfig:
     required: bool = False
     protocol: Protocol = "auto"
     header_delivery: HeaderDelivery = "http"
-    turn_header_methods: tuple[str, ...] = attrs.field(default=("tools/call",), converter=_to_str_tuple)
+    turn_header_methods: tuple[str, ...] = attrs.field(
+        default=("tools/call",), converter=_str_tuple("turn_header_methods")
+    )
     startup_timeout: float = 10.0
     tool_timeout: float = 60.0
-    enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_to_opt_str_tuple)
-    disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_to_str_tuple)
+    enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_str_tuple)
+    disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple("disabled_tools"))
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -116,12 +145,16 @@ class ServerConfig:
                 f"server name {name!r} is invalid: use 1-64 letters, digits, '_', '.' or '-', "
                 "starting with a letter or digit, without '__' (it separates server and tool names)"
             )
+        for field in attrs.fields(type(self)):
+            value = getattr(self, field.name)
+            if isinstance(value, _Invalid):
+                raise _fail(name, value.key, value.problem)
         if (self.url is None) == (self.command is None):
             raise _fail(name, "url/command", "must have exactly one of `url` (HTTP) or `command` (stdio)")
         if self.url is not None:
-            if not isinstance(self.url, str) or not re.match(r"^https?://[^\s/]+", self.url):
-                raise _fail(name, "url", "must be an http:// or https:// URL")
-            if self.args or self.env is not None or self.cwd is not None:
+            if not isinstance(self.url, str) or not _URL_RE.match(self.url):
+                raise _fail(name, "url", "must be an http:// or https:// URL without spaces or control characters")
+            if self.args or self.env or self.cwd is not None:
                 raise _fail(name, "args/env/cwd", "only apply to stdio servers (with `command`)")
         if self.command is not None and (not isinstance(self.command, str) or not self.command):
             raise _fail(name, "command", "must be a non-empty string")
@@ -144,8 +177,8 @@ class ServerConfig:
             value: Any = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _fail(name, key, "must be a number of seconds")
-            if not (value > 0 and math.isfinite(value)):
-                raise _fail(name, key, "must be a positive, finite number of seconds")
+            if not (value > 0 and value < 1e9):
+                raise _fail(name, key, "must be a positive number of seconds (below 1e9)")
         for key in ("turn_header_methods", "disabled_tools"):
             if not all(isinstance(v, str) and v for v in getattr(self, key)):
                 raise _fail(name, key, "must be a list of non-empty strings")
@@ -172,7 +205,8 @@ class ServerConfig:
         return self.enabled_tools is None or tool in self.enabled_tools
 
     def __repr__(self) -> str:
-        target = f"url={self.url!r}" if self.url is not None else f"command={self.command!r}"
+        url = _redact_url(self.url) if isinstance(self.url, str) else self.url
+        target = f"url={url!r}" if self.url is not None else f"command={self.command!r}"
         flags = "".join(f", {f}=True" for f in ("apps", "forward", "required") if getattr(self, f))
         # Header values and environment values may be secrets: only names are shown.
         return (

@@ -123,16 +123,22 @@ def load_config(
     """
     where = os.fspath(path)
     env: Mapping[str, str] = os.environ if environ is None else environ
+    # Errors are raised outside the `except` blocks: the original exception would stay
+    # reachable as `__context__` (even with `from None`) and may hold the file's content.
+    problem = None
     try:
         with open(where, "rb") as fp:
             raw = fp.read()
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(f"{where}: cannot read the configuration file: {reason}") from None
+        problem = f"cannot read the configuration file: {exc.strerror or type(exc).__name__}"
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{where}: not valid UTF-8 (at byte {exc.start})") from None
+        problem = f"not valid UTF-8 (at byte {exc.start})"
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
 
     fmt: _Format = "json" if where.lower().endswith(".json") else "toml"
     entries = _json_servers(where, text) if fmt == "json" else _toml_servers(where, text)
@@ -150,12 +156,14 @@ def load_config(
 
 def _toml_servers(where: str, text: str) -> list[tuple[str, Any]]:
     """The ``(name, table)`` pairs of a Codex ``config.toml``'s ``mcp_servers``."""
+    problem = None
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        # The message says where ("... (at line 3, column 7)"); `from None` keeps the
-        # document itself out of the exception chain.
-        raise ConfigError(f"{where}: invalid TOML: {exc}") from None
+        # The message says where: "... (at line 3, column 7)".
+        problem = str(exc)
+    if problem is not None:
+        raise ConfigError(f"{where}: invalid TOML: {problem}")
     servers = document.get("mcp_servers", {})
     if not isinstance(servers, dict):
         raise ConfigError(f"{where}: mcp_servers must be a table of [mcp_servers.NAME] tables")
@@ -177,18 +185,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _json_servers(where: str, text: str) -> list[tuple[str, Any]]:
     """The ``(name, object)`` pairs of a JSON file's ``mcpServers``."""
+    problem = None
     try:
         document = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
-        # `exc.doc` is the whole document: `from None` keeps it out of the chain.
-        raise ConfigError(
-            f"{where}: invalid JSON: {exc.msg} (at line {exc.lineno}, column {exc.colno})"
-        ) from None
+        # Not chained: `exc.doc` is the whole document.
+        problem = f"{exc.msg} (at line {exc.lineno}, column {exc.colno})"
     except _DuplicateKeyError as exc:
-        raise ConfigError(f"{where}: invalid JSON: duplicate key {exc.args[0]!r}") from None
+        problem = f"duplicate key {exc.args[0]!r}"
     except (ValueError, RecursionError) as exc:
         # E.g. an integer with too many digits, or nesting too deep to parse.
-        raise ConfigError(f"{where}: invalid JSON: {type(exc).__name__}") from None
+        problem = type(exc).__name__
+    if problem is not None:
+        raise ConfigError(f"{where}: invalid JSON: {problem}")
     if not isinstance(document, dict):
         raise ConfigError(f"{where}: the top level must be an object with an mcpServers object")
     if "mcpServers" not in document:
@@ -212,9 +221,6 @@ class _Server:
 
     def error(self, key: str, problem: str) -> ConfigError:
         return ConfigError(f"{self.where}: server {self.name!r}: {key} {problem}")
-
-    def has(self, key: str) -> bool:
-        return key in self.table
 
     def string(self, key: str, *, nonempty: bool = False) -> str | None:
         value = self.table.get(key)
@@ -240,10 +246,7 @@ class _Server:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.error(key, f"must be a number, not {_kind(value)}")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise self.error(key, "is too large") from None
+        number = float(value) if isinstance(value, float) or abs(value) < 2**1023 else math.inf
         if not (math.isfinite(number) and number > 0):
             raise self.error(key, "must be a positive, finite number")
         return number
@@ -288,13 +291,12 @@ def _kind(value: object) -> str:
 
 
 def _build_server(
-    where: str, fmt: _Format, name: object, table: object, environ: Mapping[str, str]
+    where: str, fmt: _Format, name: str, table: object, environ: Mapping[str, str]
 ) -> ServerConfig | None:
     """Check one server table and build its `ServerConfig`; ``None`` when it is disabled."""
     if not isinstance(table, dict):
         what = "an object" if fmt == "json" else "a table ([mcp_servers.NAME])"
         raise ConfigError(f"{where}: server {name!r} must be {what}, not {_kind(table)}")
-    assert isinstance(name, str)  # keys of TOML tables and JSON objects are strings
     server = _Server(where, name, table)
 
     enabled = server.boolean("enabled")
@@ -362,15 +364,18 @@ def _build_server(
     }
     # Unset keys keep `ServerConfig`'s defaults.
     given = {key: value for key, value in fields.items() if value is not None or key in ("url", "command")}
+    # Raised outside the `except` blocks so that the original (which may hold values in its
+    # arguments or its own chain) is neither `__cause__` nor `__context__`.
+    problem = None
     try:
-        return ServerConfig(name=name, **given)
+        return ServerConfig(name=server.name, **given)
     except (ConfigError, InvalidHeaderError) as exc:
-        message = _redact(str(exc), secrets)
-        if not message.startswith("server "):
-            message = f"server {name!r}: {message}"
-        raise ConfigError(f"{where}: {message}") from None
+        problem = _redact(str(exc), secrets)
     except (TypeError, ValueError) as exc:  # defensive: a check above should have caught it
-        raise ConfigError(f"{where}: server {name!r}: invalid entry ({type(exc).__name__})") from None
+        problem = f"invalid entry ({type(exc).__name__})"
+    if not problem.startswith("server "):
+        problem = f"server {name!r}: {problem}"
+    raise ConfigError(f"{where}: {problem}")
 
 
 def _headers(
@@ -430,11 +435,14 @@ def _check_header(server: _Server, label: str, header: str, value: str) -> None:
     """Raise a `ConfigError` naming ``header`` (never its value) if it cannot be configured."""
     if header.lower() in PROTECTED:
         raise server.error(label, f"may not set header {header.lower()!r}: the transport manages it")
+    problem = None
     try:
         Headers([(header, value)])
     except (InvalidHeaderError, TypeError) as exc:
         # `InvalidHeaderError` never shows a value; redacting is a second line of defence.
-        raise server.error(label, f"is invalid: {_redact(str(exc), [value])}") from None
+        problem = f"is invalid: {_redact(str(exc), [value])}"
+    if problem is not None:
+        raise server.error(label, problem)
 
 
 def _redact(message: str, secrets: list[str]) -> str:

@@ -642,9 +642,10 @@ def is_secret(name: str) -> bool:
 
     True for ``authorization``, ``proxy-authorization``, ``cookie`` and ``set-cookie``,
     and for any name containing ``token``, ``secret``, ``key``, ``password`` or
-    ``credential``; case-insensitive.
+    ``credential``; case-insensitive, and ignoring surrounding whitespace (so that a
+    malformed name such as ``"Authorization "`` passed to `redact` is still hidden).
     """
-    lname = name.lower()
+    lname = name.strip().lower()
     return lname in _SECRET_NAMES or any(word in lname for word in _SECRET_WORDS)
 
 
@@ -681,7 +682,7 @@ def check_settable(headers: HeadersInput, *, layer: str) -> None:
     for name, _ in _raw_pairs(headers):
         if isinstance(name, str) and (lname := name.lower()) in PROTECTED:
             raise InvalidHeaderError(
-                f"header {lname!r} cannot be set on a {layer} layer: it is managed by the "
+                f"header {lname!r} cannot be set in {layer} headers: it is managed by the "
                 f"transport/trace layer; remove it from the {layer} headers",
                 name=lname,
                 rule="protected",
@@ -719,14 +720,14 @@ def merge_layers(*layers: Headers) -> dict[str, str]:
 
 def normalize_incoming(
     incoming: HeadersInput,
-    names_predicate: Callable[[str], bool] | None = None,
+    names_predicate: Callable[[str], object] | None = None,
     *,
     limits: HeaderLimits | None = None,
 ) -> Headers:
     """Validate incoming request headers and resolve them to one value per name.
 
-    Only names for which `names_predicate` (called with the lower-cased name) is true are
-    considered; every name when it is ``None``. Other pairs are ignored without any
+    Only names for which `names_predicate` (called with the lower-cased name) returns a
+    true value are considered; every name when it is ``None``. Other pairs are ignored without any
     check. For each considered name:
 
     * the name must be a token and the value a `str` of visible ASCII, spaces and tabs,
@@ -746,18 +747,21 @@ def normalize_incoming(
     limits = DEFAULT_LIMITS if limits is None else limits
     max_value = limits.max_value_bytes
     merged: dict[str, str] = {}
+    known_name = _NAME_CACHE.get
     for name, value in _raw_pairs(incoming):
         if names_predicate is not None:
             if not isinstance(name, str) or not names_predicate(name.lower()):
                 continue
-        lname = _check_name(name)
+        lname = known_name(name) if type(name) is str else None
+        if lname is None:
+            lname = _check_name(name)
         if not isinstance(value, str):
             raise InvalidHeaderError(
                 f"header {lname!r}: the value must be a str, not {type(value).__name__}",
                 name=lname,
                 rule="value-not-str",
             )
-        if _VISIBLE_ASCII_RE.fullmatch(value) is None:
+        if not (value.isascii() and value.isprintable()) and _VISIBLE_ASCII_RE.fullmatch(value) is None:
             raise InvalidHeaderError(
                 f"header {lname!r}: the value must be visible ASCII (spaces and tabs allowed "
                 "inside); remove control characters and encode non-ASCII text before sending it",
@@ -816,20 +820,17 @@ def _to_patterns(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(patterns)
 
 
-@attrs.frozen
-class _Matcher:
-    exact: frozenset[str]
-    prefixes: tuple[str, ...]
+def _alternation(patterns: tuple[str, ...]) -> str:
+    """Return a regex alternation matching exactly the names that `patterns` select."""
+    if not patterns:
+        return "(?!)"
+    return "|".join(re.escape(p[:-1]) + ".*" if p.endswith("*") else re.escape(p) for p in patterns)
 
-    @classmethod
-    def of(cls, patterns: tuple[str, ...]) -> _Matcher:
-        return cls(
-            frozenset(p for p in patterns if not p.endswith("*")),
-            tuple(p[:-1] for p in patterns if p.endswith("*")),
-        )
 
-    def __call__(self, name: str) -> bool:
-        return name in self.exact or name.startswith(self.prefixes)
+def _selector(allow: tuple[str, ...], refuse: tuple[str, ...]) -> Callable[[str], object]:
+    """Return a predicate true for lower-cased names matched by `allow` and not by `refuse`."""
+    pattern = f"(?!(?:{_alternation(refuse)})\\Z)(?:{_alternation(allow)})"
+    return re.compile(pattern, re.DOTALL).fullmatch
 
 
 @attrs.frozen
@@ -860,14 +861,16 @@ class HeaderPolicy:
         default=("x-request-id", "x-correlation-id", "x-request-id-*"), converter=_to_patterns
     )
     deny: tuple[str, ...] = attrs.field(default=(), converter=_to_patterns)
-    _mcp: _Matcher = attrs.field(init=False, repr=False, eq=False, hash=False)
-    _provider: _Matcher = attrs.field(init=False, repr=False, eq=False, hash=False)
-    _deny: _Matcher = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _mcp_ok: Callable[[str], object] = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _provider_ok: Callable[[str], object] = attrs.field(init=False, repr=False, eq=False, hash=False)
+    _either_ok: Callable[[str], object] = attrs.field(init=False, repr=False, eq=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_mcp", _Matcher.of(self.mcp_allow))
-        object.__setattr__(self, "_provider", _Matcher.of(self.provider_allow))
-        object.__setattr__(self, "_deny", _Matcher.of(self.deny))
+        # Each side is one compiled regex: deny (and, for the provider, the MCP side) is a
+        # negative lookahead in front of the allowed alternatives.
+        object.__setattr__(self, "_mcp_ok", _selector(self.mcp_allow, self.deny))
+        object.__setattr__(self, "_provider_ok", _selector(self.provider_allow, self.deny + self.mcp_allow))
+        object.__setattr__(self, "_either_ok", _selector(self.mcp_allow + self.provider_allow, self.deny))
 
     @classmethod
     def smg(cls) -> HeaderPolicy:
@@ -892,20 +895,11 @@ class HeaderPolicy:
 
     def allows_mcp(self, name: str) -> bool:
         """Return whether header `name` (case-insensitive) is forwarded to MCP servers."""
-        return self._mcp_ok(name.lower())
+        return bool(self._mcp_ok(name.lower()))
 
     def allows_provider(self, name: str) -> bool:
         """Return whether header `name` (case-insensitive) is forwarded to the provider."""
-        return self._provider_ok(name.lower())
-
-    def _mcp_ok(self, lname: str) -> bool:
-        return self._mcp(lname) and not self._deny(lname)
-
-    def _provider_ok(self, lname: str) -> bool:
-        return self._provider(lname) and not self._mcp(lname) and not self._deny(lname)
-
-    def _allows_any(self, lname: str) -> bool:
-        return (self._mcp(lname) or self._provider(lname)) and not self._deny(lname)
+        return bool(self._provider_ok(name.lower()))
 
     def for_mcp(self, incoming: HeadersInput) -> Headers:
         """Return the incoming headers forwarded to MCP servers, normalized.
@@ -933,4 +927,4 @@ class HeaderPolicy:
         Raises:
             InvalidHeaderError: An allowed header is invalid or differs between repeats.
         """
-        normalize_incoming(incoming, self._allows_any)
+        normalize_incoming(incoming, self._either_ok)

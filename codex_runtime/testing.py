@@ -155,7 +155,7 @@ class _Recorder:
     """Thread-safe record store, in memory or appended to a JSON-lines file."""
 
     def __init__(self, path: Path | None = None) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._path = path
         self._requests: list[dict[str, Any]] = []

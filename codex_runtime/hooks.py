@@ -1,0 +1,179 @@
+"""Turn hooks: the `TurnHook` protocol and the built-ins `TurnHeaders` and `ForwardHeaders`.
+
+A hook sets turn entries on clients at turn start (`McpClient.set_turn_headers`) and
+clears them at turn end (`McpClient.clear_turn_headers`). End hooks always run, so the
+entries are cleared on success, error, interrupt, replacement and shutdown alike; and an
+entry travels only on requests sent from tasks bound to its turn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from .client import McpClient
+from .headers import CodexRuntimeError, HeaderPolicy
+from .session import Turn, TurnHook, TurnOutcome
+
+__all__ = [
+    "ForwardHeaders",
+    "InvalidMetadataError",
+    "TurnHeaders",
+    "TurnHook",
+    "turn_metadata",
+]
+
+logger = logging.getLogger("codex_runtime.hooks")
+
+#: Keys `TurnHeaders` sets itself; turn metadata may not override them.
+RESERVED_METADATA_KEYS = frozenset({"session_id", "thread_id", "turn_id", "turn_started_at_unix_ms"})
+MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_BYTES = 64
+MAX_METADATA_VALUE_BYTES = 128
+TURN_METADATA_HEADER = "x-codex-turn-metadata"
+SESSION_ID_HEADER = "session_id"
+
+
+class InvalidMetadataError(CodexRuntimeError, ValueError):
+    """Turn metadata breaks the limits of `TurnHeaders` (keys, sizes, reserved names)."""
+
+
+def turn_metadata(turn: Turn) -> dict[str, Any]:
+    """The turn-metadata object `TurnHeaders` sends for ``turn``, from its metadata *now*.
+
+    Keys ``session_id``, ``thread_id`` (= the session id), ``turn_id`` and
+    ``turn_started_at_unix_ms``, then the turn's own metadata: at most 16 extra keys, each
+    key at most 64 bytes and each value (as JSON) at most 128 bytes; reserved keys cannot
+    be overridden. Raises `InvalidMetadataError` otherwise.
+    """
+    extra = turn.metadata
+    if not isinstance(extra, dict):
+        raise InvalidMetadataError("turn.metadata must stay a dict")
+    if len(extra) > MAX_METADATA_KEYS:
+        raise InvalidMetadataError(
+            f"turn metadata has {len(extra)} keys; at most {MAX_METADATA_KEYS} are sent to Apps servers"
+        )
+    started_ms = int((turn.started_at or 0.0) * 1000)
+    out: dict[str, Any] = {
+        "session_id": turn.session_id,
+        "thread_id": turn.session_id,
+        "turn_id": turn.id,
+        "turn_started_at_unix_ms": started_ms,
+    }
+    for key, value in extra.items():
+        if not isinstance(key, str):
+            raise InvalidMetadataError("turn metadata keys must be strings")
+        if key in RESERVED_METADATA_KEYS:
+            raise InvalidMetadataError(f"turn metadata may not override the reserved key {key!r}")
+        if len(key.encode("utf-8")) > MAX_METADATA_KEY_BYTES:
+            raise InvalidMetadataError(f"turn metadata key {key[:20]!r}... is longer than {MAX_METADATA_KEY_BYTES} bytes")
+        try:
+            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError):
+            raise InvalidMetadataError(f"turn metadata value of {key!r} is not JSON-serializable") from None
+        if len(encoded.encode("utf-8")) > MAX_METADATA_VALUE_BYTES:
+            raise InvalidMetadataError(
+                f"turn metadata value of {key!r} is larger than {MAX_METADATA_VALUE_BYTES} bytes"
+            )
+        out[key] = value
+    return out
+
+
+def _header_json(turn: Turn) -> Callable[[], str]:
+    # Compact, ASCII-escaped JSON: any metadata stays a valid header value.
+    return lambda: json.dumps(turn_metadata(turn), separators=(",", ":"), ensure_ascii=True)
+
+
+class TurnHeaders:
+    """Codex's turn headers, on Apps clients only (``ServerConfig(apps=True)``).
+
+    At turn start it sets, on every Apps client, a turn entry; at turn end it clears it.
+    The metadata is read when each request is sent, so ``turn.metadata`` changes made
+    during the turn reach later calls. Wire (only on ``turn_header_methods``, by default
+    ``tools/call``):
+
+    - ``mode="headers"``: HTTP headers ``session_id: <session id>`` and
+      ``x-codex-turn-metadata: <compact JSON>`` (see `turn_metadata`);
+    - ``mode="meta"``: ``params._meta["x-codex-turn-metadata"]`` (the same object, not a
+      string) and ``params._meta["threadId"]``; works over stdio;
+    - ``mode="both"``.
+    """
+
+    def __init__(self, mode: Literal["headers", "meta", "both"] = "headers") -> None:
+        if mode not in ("headers", "meta", "both"):
+            raise ValueError("TurnHeaders mode must be 'headers', 'meta' or 'both'")
+        self.mode = mode
+        self._applied: dict[str, list[McpClient]] = {}
+
+    def __repr__(self) -> str:
+        return f"TurnHeaders(mode={self.mode!r})"
+
+    def _apply(self, turn: Turn, client: McpClient) -> None:
+        headers: dict[str, Any] | None = None
+        meta: dict[str, Any] | None = None
+        if self.mode in ("headers", "both"):
+            headers = {SESSION_ID_HEADER: turn.session_id, TURN_METADATA_HEADER: _header_json(turn)}
+        if self.mode in ("meta", "both"):
+            meta = {TURN_METADATA_HEADER: lambda: turn_metadata(turn), "threadId": turn.session_id}
+        client.set_turn_headers(turn.id, headers=headers, meta=meta)
+        self._applied.setdefault(turn.id, []).append(client)
+
+    async def on_turn_start(self, turn: Turn) -> None:
+        turn_metadata(turn)  # invalid metadata fails the turn here, before its body runs
+        for client in turn.session.apps_clients:
+            self._apply(turn, client)
+
+    async def on_client_added(self, turn: Turn, client: McpClient) -> None:
+        if client.config.apps:
+            self._apply(turn, client)
+
+    async def on_turn_end(self, turn: Turn, outcome: TurnOutcome) -> None:
+        for client in self._applied.pop(turn.id, []):
+            client.clear_turn_headers(turn.id)
+
+
+class ForwardHeaders:
+    """Forward selected caller headers to MCP tool calls (an SMG-style gateway).
+
+    At turn start it checks ``turn.forwarded_headers`` (differing repeats of a
+    single-valued header, values that are not visible ASCII: `InvalidHeaderError`, and
+    the turn fails before its body), keeps what ``policy.for_mcp`` allows, and sets it as
+    a turn entry on servers with ``ServerConfig(forward=True)`` only — never on a server
+    the caller names at run time. Delivery follows each server's ``header_delivery``.
+    The entries are cleared at turn end.
+    """
+
+    def __init__(self, policy: HeaderPolicy | None = None) -> None:
+        self.policy = policy if policy is not None else HeaderPolicy.smg()
+        self._applied: dict[str, list[McpClient]] = {}
+        self._values: dict[str, Any] = {}
+
+    def __repr__(self) -> str:
+        return f"ForwardHeaders(policy={self.policy!r})"
+
+    async def on_turn_start(self, turn: Turn) -> None:
+        self.policy.check(turn.forwarded_headers)
+        selected = self.policy.for_mcp(turn.forwarded_headers)
+        if not selected:
+            return
+        self._values[turn.id] = selected
+        for client in turn.session.clients.values():
+            if client.config.forward:
+                client.set_turn_headers(turn.id, headers=selected)
+                self._applied.setdefault(turn.id, []).append(client)
+
+    async def on_client_added(self, turn: Turn, client: McpClient) -> None:
+        selected = self._values.get(turn.id)
+        if selected and client.config.forward:
+            client.set_turn_headers(turn.id, headers=selected)
+            self._applied.setdefault(turn.id, []).append(client)
+
+    async def on_turn_end(self, turn: Turn, outcome: TurnOutcome) -> None:
+        self._values.pop(turn.id, None)
+        for client in self._applied.pop(turn.id, []):
+            client.clear_turn_headers(turn.id)
+
+
+_ = TurnHook  # re-exported protocol
