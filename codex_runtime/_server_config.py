@@ -53,6 +53,18 @@ def _str_tuple(key: str) -> Callable[[Any], Any]:
     return convert
 
 
+def _args(value: Any) -> Any:
+    return _str_tuple("args")(value)
+
+
+def _methods(value: Any) -> Any:
+    return _str_tuple("turn_header_methods")(value)
+
+
+def _disabled(value: Any) -> Any:
+    return _str_tuple("disabled_tools")(value)
+
+
 def _opt_str_tuple(value: Any) -> Any:
     if value is None:
         return None
@@ -62,7 +74,7 @@ def _opt_str_tuple(value: Any) -> Any:
 def _to_headers(value: Any) -> Any:
     if isinstance(value, Headers):
         return value
-    if value is not None and not isinstance(value, Mapping | Iterable) or isinstance(value, str | bytes):
+    if (value is not None and not isinstance(value, Mapping | Iterable)) or isinstance(value, str | bytes):
         return _Invalid("headers", "must be a mapping of header names to values")
     try:
         return Headers(value or ())
@@ -121,7 +133,7 @@ class ServerConfig:
     name: str
     url: str | None = None
     command: str | None = None
-    args: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple("args"))
+    args: tuple[str, ...] = attrs.field(default=(), converter=_args)
     env: Mapping[str, str] | None = attrs.field(default=None, converter=_to_env, hash=False)
     cwd: str | None = None
     headers: Headers = attrs.field(factory=Headers, converter=_to_headers)
@@ -130,13 +142,11 @@ class ServerConfig:
     required: bool = False
     protocol: Protocol = "auto"
     header_delivery: HeaderDelivery = "http"
-    turn_header_methods: tuple[str, ...] = attrs.field(
-        default=("tools/call",), converter=_str_tuple("turn_header_methods")
-    )
+    turn_header_methods: tuple[str, ...] = attrs.field(default=("tools/call",), converter=_methods)
     startup_timeout: float = 10.0
     tool_timeout: float = 60.0
     enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_str_tuple)
-    disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple("disabled_tools"))
+    disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_disabled)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -146,14 +156,16 @@ class ServerConfig:
                 "starting with a letter or digit, without '__' (it separates server and tool names)"
             )
         for field in attrs.fields(type(self)):
-            value = getattr(self, field.name)
-            if isinstance(value, _Invalid):
-                raise _fail(name, value.key, value.problem)
+            converted = getattr(self, field.name)
+            if isinstance(converted, _Invalid):
+                raise _fail(name, converted.key, converted.problem)
         if (self.url is None) == (self.command is None):
             raise _fail(name, "url/command", "must have exactly one of `url` (HTTP) or `command` (stdio)")
         if self.url is not None:
             if not isinstance(self.url, str) or not _URL_RE.match(self.url):
-                raise _fail(name, "url", "must be an http:// or https:// URL without spaces or control characters")
+                raise _fail(
+                    name, "url", "must be an http:// or https:// URL without spaces or control characters"
+                )
             if self.args or self.env or self.cwd is not None:
                 raise _fail(name, "args/env/cwd", "only apply to stdio servers (with `command`)")
         if self.command is not None and (not isinstance(self.command, str) or not self.command):

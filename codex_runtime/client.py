@@ -113,16 +113,24 @@ class _TurnEntry:
 
 @attrs.frozen
 class _Plan:
-    """Headers resolved in the calling task for its next request of ``method``."""
+    """What the calling task's next request of ``method`` carries, resolved in that task.
+
+    ``read_timeout`` (seconds) replaces the HTTP client's read timeout for that request,
+    so a call allowed to run longer than the default is not cut off by the transport.
+    """
 
     client: McpClient
     method: str
     http: Mapping[str, str]
+    read_timeout: float | None = None
 
 
 _PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("codex_runtime_plan", default=None)
-_CONNECT_STATUS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "codex_runtime_connect_status", default=None
+# Set in a connection's owner task while it connects. The SDK's own tasks (the POST
+# writer, the legacy GET stream) inherit it, so the response hook only records a status
+# while that connection is still connecting.
+_CONNECTING: contextvars.ContextVar[_Connection | None] = contextvars.ContextVar(
+    "codex_runtime_connecting", default=None
 )
 
 
@@ -137,6 +145,9 @@ class _Connection:
         self.ready = anyio.Event()
         self.closed = anyio.Event()
         self.stop = anyio.Event()
+        # Cancels the owner task: used when a connection attempt is abandoned (startup
+        # timeout, cancelled caller) or does not close in time.
+        self.scope = anyio.CancelScope()
         self.error: BaseException | None = None
         self.started_at = time.monotonic()
         self.connect_statuses: list[int] = []
