@@ -6,6 +6,19 @@ and nowhere else.
 """
 
 from ._version import __version__
+from .agent import (
+    AgentError,
+    AgentLoop,
+    MaxStepsError,
+    Model,
+    ModelError,
+    ModelRequest,
+    ModelResponse,
+    OpenAIChatModel,
+    ScriptedModel,
+    ToolCall,
+    TurnResult,
+)
 from .client import (
     McpClient,
     ServerConfig,
@@ -43,10 +56,13 @@ from .session import (
     TurnState,
     TurnStateError,
 )
+from .tracing import TraceTurns, TracingUnavailableError
 
 __all__ = [
     "PROTECTED",
     "AbortReason",
+    "AgentError",
+    "AgentLoop",
     "CodexRuntimeError",
     "ConfigError",
     "ConfigWarning",
@@ -57,14 +73,24 @@ __all__ = [
     "HookFailure",
     "InvalidHeaderError",
     "InvalidMetadataError",
+    "MaxStepsError",
     "McpClient",
+    "Model",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "OpenAIChatModel",
+    "ScriptedModel",
     "ServerConfig",
     "ServerUnavailableError",
     "Session",
     "SessionTool",
+    "ToolCall",
     "ToolCallError",
     "ToolCallRecord",
     "ToolTimeoutError",
+    "TraceTurns",
+    "TracingUnavailableError",
     "Turn",
     "TurnAbortedError",
     "TurnHandle",
@@ -72,6 +98,7 @@ __all__ = [
     "TurnHook",
     "TurnInProgressError",
     "TurnOutcome",
+    "TurnResult",
     "TurnState",
     "TurnStateError",
     "__version__",

@@ -245,7 +245,10 @@ def _print_table(out: TextIO, session: Session, turns: list[Turn], rows: list[di
         reason = t.outcome.abort_reason.value if t.outcome and t.outcome.abort_reason else ""
         out.write(f"  turn {t.index}  {t.id}  {t.state.value:<9} {reason}\n")
     out.write("\nRequests received by the servers:\n")
-    header = f"  {'server':<6} {'method':<26} {'turn':<5} {'session_id':<10} {'x-request-id':<12} {'traceparent':<20}"
+    header = (
+        f"  {'server':<6} {'method':<26} {'turn':<5} {'session_id':<10} "
+        f"{'x-request-id':<12} {'traceparent':<20}"
+    )
     out.write(header + "\n  " + "-" * (len(header) - 2) + "\n")
     for r in rows:
         method = r["method"] + (f" {r['tool']}" if r["tool"] else "")

@@ -14,9 +14,11 @@ import contextvars
 import json
 import logging
 import math
+import re
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, cast
 
 import anyio
 import attrs
@@ -26,7 +28,16 @@ from mcp.client.session import IncomingMessage
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, Implementation, Tool, ToolListChangedNotification
+from mcp_types import (
+    CONNECTION_CLOSED,
+    INVALID_PARAMS,
+    CallToolResult,
+    Implementation,
+    RequestParamsMeta,
+    Tool,
+    ToolListChangedNotification,
+)
+from pydantic_core import PydanticSerializationError
 
 from ._context import (
     _CALL_HEADERS,
@@ -37,14 +48,18 @@ from ._context import (
     request_headers,
 )
 from ._server_config import ConfigError, HeaderDelivery, ServerConfig
-from ._trace import clean_otel_context, inject_trace_headers, tool_call_span
+from ._trace import clean_otel_context, inject_trace_headers, record_tool_result, tool_call_span
 from ._version import __version__
 from .headers import (
     PROTECTED,
+    REDACTED,
     CodexRuntimeError,
     Headers,
+    HeadersInput,
     InvalidHeaderError,
+    _raw_pairs,
     check_settable,
+    is_secret,
     merge_layers,
     validate_name,
     validate_value,
@@ -65,11 +80,43 @@ __all__ = [
 
 logger = logging.getLogger("codex_runtime.client")
 
+
+class _RedactExtraHeaders(logging.Filter):
+    """Hide secret header values that ``header_delivery="meta"`` puts in ``_meta.extra_headers``.
+
+    The SDK's transport logs every outgoing message at DEBUG level, ``_meta`` included;
+    header values of secret names (`is_secret`) must never reach a log record.
+    """
+
+    _PAIR = re.compile(r"""(['"])([!#$%&*+.^_`|~0-9A-Za-z-]+)\1(\s*:\s*)(['"])((?:\\.|(?!\4).)*)\4""")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "extra_headers" in str(record.msg):
+            message = record.getMessage()
+            record.msg = self._PAIR.sub(self._hide, message)
+            record.args = None
+        return True
+
+    @staticmethod
+    def _hide(match: re.Match[str]) -> str:
+        quote, name, colon, value_quote, _ = match.groups()
+        if not is_secret(name):
+            return match.group(0)
+        return f"{quote}{name}{quote}{colon}{value_quote}{REDACTED}{value_quote}"
+
+
+logging.getLogger("mcp.client.streamable_http").addFilter(_RedactExtraHeaders())
+
 #: `_meta` key prefixes reserved for first-party (Apps) servers; stripped for all others.
 RESERVED_META_PREFIXES = ("x-codex-", "codex/", "_codex_", "openai/", "x-openai-")
 _TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CONNECT_DELAYS = (0.25, 1.0)  # three attempts in all
 _STDIO_RESTARTS_PER_MINUTE = 5
+_CLOSE_TIMEOUT = 5.0
+_DEFAULT_READ_TIMEOUT = 300.0
+# Added to a tools/call's own timeout to get the read timeout of its HTTP request: the
+# call's deadline, not the transport, decides when a slow tool has taken too long.
+_READ_TIMEOUT_MARGIN = 5.0
 
 HeaderValue = str | Callable[[], str]
 MetaValue = Any
@@ -84,6 +131,7 @@ class ServerUnavailableError(CodexRuntimeError):
     def __init__(self, server: str, message: str) -> None:
         super().__init__(f"MCP server {server!r}: {message}")
         self.server = server
+        self.reason = message
 
 
 class ToolCallError(CodexRuntimeError):
@@ -107,8 +155,22 @@ class ToolTimeoutError(ToolCallError):
 
 @attrs.define
 class _TurnEntry:
+    """One turn's entry on one client; fixed values are validated once, callables per request."""
+
     headers: dict[str, HeaderValue] = attrs.field(factory=dict)
     meta: dict[str, MetaValue] = attrs.field(factory=dict)
+    fixed: Headers = attrs.field(factory=Headers)
+    lazy: tuple[tuple[str, Callable[[], str]], ...] = ()
+
+    def set_headers(self, headers: dict[str, HeaderValue], fixed: Headers) -> None:
+        self.headers = headers
+        self.fixed = fixed
+        self.lazy = tuple((n, v) for n, v in headers.items() if callable(v))
+
+    def resolve_headers(self) -> Headers | None:
+        if not self.lazy:
+            return self.fixed or None
+        return self.fixed | {name: value() for name, value in self.lazy}
 
 
 @attrs.frozen
@@ -140,8 +202,12 @@ class _Connection:
     def __init__(self, generation: int) -> None:
         self.generation = generation
         self.sdk: SdkClient | None = None
-        self.tools: list[Tool] | None = None
+        self._tools: list[Tool] | None = None
+        self.tool_names: frozenset[str] = frozenset()
         self.tools_stale = False
+        self.tools_version = 0
+        self.inflight = 0
+        self.retired = False
         self.ready = anyio.Event()
         self.closed = anyio.Event()
         self.stop = anyio.Event()
@@ -153,8 +219,41 @@ class _Connection:
         self.connect_statuses: list[int] = []
 
     @property
+    def tools(self) -> list[Tool] | None:
+        return self._tools
+
+    @tools.setter
+    def tools(self, tools: list[Tool]) -> None:
+        self._tools = tools
+        self.tool_names = frozenset(t.name for t in tools)
+
+    @property
     def alive(self) -> bool:
-        return self.sdk is not None and not self.closed.is_set() and not self.stop.is_set()
+        """Usable for new requests."""
+        if self.sdk is None or self.retired:
+            return False
+        return not self.closed.is_set() and not self.stop.is_set()
+
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Count a request in flight, so that retiring the connection lets it finish."""
+        self.inflight += 1
+        try:
+            yield
+        finally:
+            self.inflight -= 1
+            if self.retired and self.inflight == 0:
+                self.stop.set()
+
+    def retire(self) -> None:
+        """Take no new requests; close once the requests in flight have their answers.
+
+        When a session is lost, the requests still in flight get their own "session
+        not found" answers (and are resent once), rather than a closed connection.
+        """
+        self.retired = True
+        if self.inflight == 0:
+            self.stop.set()
 
 
 def _leaves(exc: BaseException) -> Iterable[BaseException]:
@@ -172,6 +271,15 @@ def _describe(exc: BaseException) -> str:
         return f"{leaf.message} (code {leaf.code})"
     text = str(leaf).splitlines()[0] if str(leaf) else ""
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
+
+
+def _sdk_meta(meta: Mapping[str, Any] | None) -> RequestParamsMeta | None:
+    # `RequestParamsMeta` is an open TypedDict: any JSON-able keys are allowed.
+    return cast("RequestParamsMeta", dict(meta)) if meta else None
+
+
+def _lists(conn: _Connection, tool: str) -> bool:
+    return tool in conn.tool_names
 
 
 def _strip_reserved(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -196,15 +304,30 @@ class McpClient:
     next call reconnects. One client may serve many turns and sessions at once.
     """
 
-    def __init__(self, config: ServerConfig, *, client_info: Implementation | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        *,
+        client_info: Implementation | None = None,
+        on_request: Callable[[httpx2.Request], Awaitable[None]] | None = None,
+    ) -> None:
+        """``on_request``: an async function given every outgoing HTTP request once all
+        header layers are applied, right before it is sent (to show or log what leaves
+        the client; it must not change the request). Stdio servers have no HTTP requests.
+        """
         if not isinstance(config, ServerConfig):
             raise TypeError("McpClient() needs a ServerConfig")
         self._config = config
+        self._request_observer = on_request
         self._client_info = client_info or Implementation(name="codex-runtime", version=__version__)
         self._turn_entries: dict[str, _TurnEntry] = {}
         self._conn: _Connection | None = None
+        self._owned: set[_Connection] = set()  # every connection whose owner task runs
         self._generation = 0
         self._connect_lock = anyio.Lock()
+        self._connect_epoch = 0  # completed connection attempts
+        self._connect_failure: str | None = None  # why the last one failed
+        self._tools_lock = anyio.Lock()
         self._tg: anyio.abc.TaskGroup | None = None
         self._http: httpx2.AsyncClient | None = None
         self._closing = False
@@ -233,7 +356,7 @@ class McpClient:
     def protocol_version(self) -> str | None:
         """The negotiated MCP protocol version of the current connection, if any."""
         conn = self._conn
-        if conn is None or conn.sdk is None:
+        if conn is None or conn.sdk is None or not conn.alive:
             return None
         return conn.sdk.session.protocol_version
 
@@ -276,14 +399,16 @@ class McpClient:
         if tg is None:
             return
         self._closing = True
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        self._conn = None
+        owned = list(self._owned)
+        for conn in owned:
             conn.stop.set()
-        with anyio.CancelScope(shield=True), anyio.move_on_after(5.0) as scope:
-            if conn is not None:
+        # A graceful close (legacy: DELETE of the session) gets a bounded time.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
+            for conn in owned:
                 await conn.closed.wait()
-        if scope.cancelled_caught:
-            tg.cancel_scope.cancel()
+        for conn in owned:
+            conn.scope.cancel()
         try:
             await tg.__aexit__(None, None, None)
         finally:
@@ -312,22 +437,40 @@ class McpClient:
             raise TypeError("set_turn_headers() needs a non-empty turn id string")
         staged_headers: dict[str, HeaderValue] = {}
         if headers is not None:
-            pairs = headers.items() if isinstance(headers, Headers | Mapping) else headers
-            for raw_name, value in pairs:
+            # A `Headers` resolves by its merge rule; otherwise a later pair wins.
+            # `_raw_pairs` rejects malformed input (text, non-pairs) with typed errors.
+            pairs: Iterable[tuple[object, object]] = (
+                headers.to_dict().items()
+                if isinstance(headers, Headers)
+                else _raw_pairs(cast("HeadersInput", headers))
+            )
+            for raw_name, raw_value in pairs:
                 name = validate_name(raw_name)
                 if name in PROTECTED:
                     check_settable(Headers([(name, "x")]), layer="turn")
-                if not callable(value):
-                    validate_value(name, value)
+                value: HeaderValue = (
+                    cast("Callable[[], str]", raw_value)
+                    if callable(raw_value)
+                    else validate_value(name, raw_value)
+                )
                 staged_headers[name] = value
         staged_meta: dict[str, MetaValue] = {}
         if meta is not None:
             for key, meta_value in meta.items():
                 if not isinstance(key, str) or not key:
-                    raise InvalidHeaderError(f"turn _meta keys must be non-empty strings, got {type(key).__name__}")
+                    raise InvalidHeaderError(
+                        f"turn _meta keys must be non-empty strings, got {type(key).__name__}"
+                    )
                 staged_meta[key] = meta_value
-        entry = self._turn_entries.setdefault(turn_id, _TurnEntry())
-        entry.headers.update(staged_headers)
+        entry = self._turn_entries.get(turn_id)
+        merged = {**entry.headers, **staged_headers} if entry is not None else staged_headers
+        # The fixed values of the whole entry must fit the size limits (callables are
+        # checked when they are evaluated, at send time).
+        fixed_pairs = [(n, v) for n, v in merged.items() if not callable(v)]
+        fixed = Headers(fixed_pairs) if fixed_pairs else Headers()  # Headers() is much cheaper
+        if entry is None:
+            entry = self._turn_entries[turn_id] = _TurnEntry()
+        entry.set_headers(dict(merged), fixed)
         entry.meta.update(staged_meta)
 
     def clear_turn_headers(self, turn_id: str) -> None:
@@ -341,10 +484,14 @@ class McpClient:
     # -- requests ----------------------------------------------------------------------
 
     async def list_tools(self, *, refresh: bool = False) -> list[Tool]:
-        """The server's tools (cached; refreshed after a reconnect or a ``list_changed``)."""
+        """The server's tools (cached; refreshed after a reconnect or a ``list_changed``).
+
+        A refresh carries the call-scoped headers of the calling task (and turn entries
+        when ``tools/list`` is in ``ServerConfig.turn_header_methods``).
+        """
         conn = await self._get_connection()
         if refresh or conn.tools is None or conn.tools_stale:
-            await self._refresh_tools(conn)
+            conn = await self._refresh_tools(conn)
         return [t for t in conn.tools or () if self._config.tool_allowed(t.name)]
 
     async def call_tool(
@@ -361,8 +508,9 @@ class McpClient:
         ``headers`` are call-scoped (on top of any `request_headers` block); ``meta``
         entries go into ``params._meta``. A tool that reports failure returns a result
         with ``isError`` set. Raises `InvalidHeaderError` (before anything is sent),
-        `ToolCallError` (refused by the server, or a disabled tool), `ToolTimeoutError`,
-        or `ServerUnavailableError` (the call is never replayed once it may have run).
+        `ToolCallError` (refused by the server, a disabled tool, or a tool the server
+        does not list), `ToolTimeoutError` (the server is told to cancel the call), or
+        `ServerUnavailableError` (the call is never replayed once it may have run).
         """
         if not isinstance(name, str) or not name:
             raise TypeError("call_tool() needs a tool name string")
@@ -381,37 +529,73 @@ class McpClient:
         # Resolve now, in the calling task, so bad values raise before anything is sent.
         http, request_meta = self._resolve("tools/call", call_headers, caller_meta)
         args = dict(arguments) if arguments is not None else None
+        read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
+        plan = _Plan(self, "tools/call", http, read_timeout)
 
-        with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url):
+        with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url) as span:
             conn = await self._get_connection()
-            for attempt in (1, 2):
-                sdk = conn.sdk
-                assert sdk is not None
-                token = _PLAN.set(_Plan(self, "tools/call", http) if http else None)
-                try:
-                    with anyio.fail_after(timeout):
-                        return await sdk.call_tool(name, args, meta=request_meta or None)
-                except TimeoutError:
-                    raise ToolTimeoutError(
-                        self.name, name, f"no answer within {timeout:g} s; the call was cancelled"
-                    ) from None
-                except MCPError as exc:
-                    if attempt == 1 and self._is_session_lost(exc):
+            conn = await self._check_listed(conn, name)
+            try:
+                with anyio.fail_after(timeout):
+                    result = await self._send_call(conn, plan, name, args, request_meta)
+                record_tool_result(span, result)
+                return result
+            except TimeoutError:
+                raise ToolTimeoutError(
+                    self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
+                ) from None
+
+    async def _send_call(
+        self, conn: _Connection, plan: _Plan, name: str, args: dict[str, Any] | None, meta: dict[str, Any]
+    ) -> CallToolResult:
+        for attempt in (1, 2):
+            sdk = conn.sdk
+            assert sdk is not None
+            token = _PLAN.set(plan)
+            try:
+                with conn.in_use():
+                    return await sdk.call_tool(name, args, meta=_sdk_meta(meta))
+            except MCPError as exc:
+                if self._is_session_lost(exc):
+                    if attempt == 1:
                         # The server refused the request before running it: safe to resend.
                         conn = await self._recover(conn)
                         continue
-                    if exc.code == -32000 or not conn.alive:
-                        raise ServerUnavailableError(
-                            self.name, f"connection lost during tools/call {name!r} ({exc.message})"
-                        ) from None
-                    raise ToolCallError(self.name, name, exc.message, code=exc.code) from None
-                except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     raise ServerUnavailableError(
-                        self.name, f"connection lost during tools/call {name!r} ({_describe(exc)})"
+                        self.name, f"tools/call {name!r}: session lost again after re-initializing"
                     ) from None
-                finally:
-                    _PLAN.reset(token)
-            raise AssertionError("unreachable")  # pragma: no cover
+                if exc.code == CONNECTION_CLOSED:
+                    self._connection_closed(conn, exc)
+                    raise ServerUnavailableError(
+                        self.name, f"connection lost during tools/call {name!r} ({exc.message})"
+                    ) from None
+                raise ToolCallError(self.name, name, exc.message, code=exc.code) from None
+            except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise ServerUnavailableError(
+                    self.name, f"connection lost during tools/call {name!r} ({_describe(exc)})"
+                ) from None
+            except PydanticSerializationError as exc:
+                # Raised while the SDK builds the request, before anything is sent.
+                raise TypeError(
+                    f"call_tool({name!r}): arguments and meta must be JSON values ({exc})"
+                ) from None
+            finally:
+                _PLAN.reset(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _check_listed(self, conn: _Connection, name: str) -> _Connection:
+        """Refuse a tool the server does not list (one refresh first, shared by concurrent callers).
+
+        Sending it anyway would cost a ``tools/list`` per call in the 2026-07-28 era and
+        give a tool-level error rather than a protocol one.
+        """
+        if conn.tools_stale or not _lists(conn, name):
+            conn = await self._refresh_tools(conn, seen=conn.tools_version)
+            if not _lists(conn, name):
+                raise ToolCallError(
+                    self.name, name, "the server does not list this tool", code=INVALID_PARAMS
+                )
+        return conn
 
     # -- header resolution -------------------------------------------------------------
 
@@ -432,12 +616,8 @@ class McpClient:
         entry = self._turn_entries.get(turn_id)
         if entry is None:
             return None, {}
-        pairs: list[tuple[str, str]] = []
-        for name, value in entry.headers.items():
-            resolved = value() if callable(value) else value
-            pairs.append((name, validate_value(name, resolved)))
-        meta = {k: (v() if callable(v) else v) for k, v in entry.meta.items()}
-        return (Headers(pairs) if pairs else None), meta
+        meta = {k: (v() if callable(v) else v) for k, v in entry.meta.items()} if entry.meta else {}
+        return entry.resolve_headers(), meta
 
     def _resolve(
         self, method: str, call: Headers | None, caller_meta: dict[str, Any]
@@ -477,23 +657,36 @@ class McpClient:
             if method == plan.method:
                 for name, value in plan.http.items():
                     request.headers[name] = value
+                if plan.read_timeout is not None:
+                    timeouts = dict(request.extensions.get("timeout") or {})
+                    timeouts["read"] = plan.read_timeout
+                    request.extensions["timeout"] = timeouts
         carrier: dict[str, str] = {}
         inject_trace_headers(carrier)
         for name, value in carrier.items():
             request.headers[name] = value
+        if self._request_observer is not None:
+            try:
+                await self._request_observer(request)
+            except Exception:
+                # An exception here would tear down the whole connection (the SDK's
+                # transport task group): an observer's bug must cost only its output.
+                logger.warning("MCP server %r: on_request observer failed", self.name, exc_info=True)
 
     async def _on_response(self, response: httpx2.Response) -> None:
-        statuses = _CONNECT_STATUS.get()
-        if statuses is not None:
-            statuses.append(response.status_code)
+        conn = _CONNECTING.get()
+        if conn is not None and not conn.ready.is_set():
+            conn.connect_statuses.append(response.status_code)
 
     # -- connection management -----------------------------------------------------------
 
     def _make_http_client(self) -> httpx2.AsyncClient:
-        read = max(30.0, self._config.tool_timeout + 5.0)
+        # Reads are bounded per operation instead: tool calls by their timeout (see
+        # `_Plan.read_timeout`), connecting by ``startup_timeout``. The default only
+        # bounds the legacy GET stream, which may stay silent for long.
         return httpx2.AsyncClient(
             headers=self._config.headers.to_dict(),
-            timeout=httpx2.Timeout(30.0, read=read if math.isfinite(read) else None),
+            timeout=httpx2.Timeout(30.0, read=_DEFAULT_READ_TIMEOUT),
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
 
@@ -530,11 +723,18 @@ class McpClient:
         if conn is not None and conn.alive:
             return conn
         if self._tg is None or self._closing:
-            raise ServerUnavailableError(self.name, "the client is not connected (use `async with McpClient(...)`)")
+            raise ServerUnavailableError(
+                self.name, "the client is not connected (use `async with McpClient(...)`)"
+            )
+        epoch = self._connect_epoch
         async with self._connect_lock:
             conn = self._conn
             if conn is not None and conn.alive:
                 return conn
+            if self._connect_epoch != epoch and self._connect_failure is not None:
+                # An attempt made while this caller waited just failed: share its outcome
+                # rather than queueing one more round of retries per waiting caller.
+                raise ServerUnavailableError(self.name, self._connect_failure)
             return await self._open_connection()
 
     async def _recover(self, lost: _Connection) -> _Connection:
@@ -544,10 +744,24 @@ class McpClient:
             if conn is not None and conn is not lost and conn.alive:
                 return conn
             logger.info("MCP server %r: session lost, re-initializing", self.name)
-            lost.stop.set()
+            lost.retire()
             return await self._open_connection()
 
     async def _open_connection(self) -> _Connection:
+        try:
+            conn = await self._connect_with_retries()
+        except ServerUnavailableError as exc:
+            self._connect_failure = exc.reason
+            raise
+        else:
+            self._connect_failure = None
+            return conn
+        finally:
+            self._connect_epoch += 1
+
+    async def _connect_with_retries(self) -> _Connection:
+        if self._closing or self._tg is None:
+            raise ServerUnavailableError(self.name, "the client is closed")
         if self._is_stdio:
             now = time.monotonic()
             self._stdio_starts = [t for t in self._stdio_starts if now - t < 60.0]
@@ -558,16 +772,19 @@ class McpClient:
                     "not restarting it again yet",
                 )
             self._stdio_starts.append(now)
-        assert self._tg is not None
         last_error: BaseException | None = None
-        delays = (*_CONNECT_DELAYS, None)
         with anyio.move_on_after(self._config.startup_timeout) as deadline:
-            for delay in delays:
+            for delay in (*_CONNECT_DELAYS, None):
                 self._generation += 1
                 conn = _Connection(self._generation)
+                self._owned.add(conn)
                 self._tg.start_soon(self._own_connection, conn)
-                await conn.ready.wait()
-                if conn.sdk is not None and conn.error is None:
+                try:
+                    await conn.ready.wait()
+                finally:
+                    if conn.sdk is None:  # abandoned (timeout, cancelled caller) or failed
+                        conn.scope.cancel()
+                if conn.sdk is not None:
                     self._conn = conn
                     return conn
                 last_error = conn.error
@@ -588,51 +805,93 @@ class McpClient:
         return bool(set(conn.connect_statuses) & _TRANSIENT_STATUS)
 
     async def _own_connection(self, conn: _Connection) -> None:
-        """Owner task of one connection: connect from a clean context, serve, close."""
+        """Owner task of one connection: connect from a clean context, serve, close.
+
+        Everything the SDK starts here (its POST writer, the legacy GET stream, DELETE
+        on close) runs in this task's context: no turn, no call headers, no span.
+        """
         _reset_for_owner_task()
         clean_otel_context()
         _PLAN.set(None)
-        status_token = _CONNECT_STATUS.set(conn.connect_statuses)
+        _CONNECTING.set(conn)
         try:
-            sdk = self._make_sdk_client()
-            async with sdk:
-                _CONNECT_STATUS.reset(status_token)
-                conn.tools = await self._list_all_tools(sdk)
-                conn.sdk = sdk
-                conn.ready.set()
-                await conn.stop.wait()
+            with conn.scope:
+                sdk = self._make_sdk_client()
+                async with sdk:
+                    tools = await self._list_all_tools(sdk, None)
+                    conn.tools = tools
+                    conn.sdk = sdk
+                    conn.ready.set()
+                    await conn.stop.wait()
         except Exception as exc:
             conn.error = exc
-            if conn.sdk is not None and not self._closing:
+            if conn.sdk is not None and not self._closing and not conn.stop.is_set():
                 logger.warning("MCP server %r: connection lost (%s)", self.name, _describe(exc))
             else:
                 logger.debug("MCP server %r: connect failed (%s)", self.name, _describe(exc))
         finally:
             conn.closed.set()
             conn.ready.set()
+            self._owned.discard(conn)
 
-    async def _list_all_tools(self, sdk: SdkClient) -> list[Tool]:
+    async def _list_all_tools(self, sdk: SdkClient, meta: dict[str, Any] | None) -> list[Tool]:
         tools: list[Tool] = []
         cursor: str | None = None
         for _ in range(100):
-            page = await sdk.list_tools(cursor=cursor)
+            page = await sdk.list_tools(cursor=cursor, meta=_sdk_meta(meta))
             tools.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
                 break
         return tools
 
-    async def _refresh_tools(self, conn: _Connection) -> None:
-        sdk = conn.sdk
-        assert sdk is not None
-        try:
-            conn.tools_stale = False
-            conn.tools = await self._list_all_tools(sdk)
-        except MCPError as exc:
-            raise ServerUnavailableError(self.name, f"tools/list failed: {exc.message}") from None
-        except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise ServerUnavailableError(self.name, f"tools/list failed: {_describe(exc)}") from None
+    async def _refresh_tools(self, conn: _Connection, *, seen: int | None = None) -> _Connection:
+        """List tools again, from the calling task; returns the connection now holding them.
+
+        With ``seen`` (a `_Connection.tools_version`), a refresh completed by another
+        caller in the meantime is reused instead of sending another ``tools/list``.
+        """
+        http, meta = self._resolve("tools/list", self._call_layer(None), {})
+        async with self._tools_lock:
+            if seen is not None and conn.tools_version != seen:
+                return conn
+            for attempt in (1, 2):
+                sdk = conn.sdk
+                assert sdk is not None
+                token = _PLAN.set(_Plan(self, "tools/list", http) if http else None)
+                try:
+                    with anyio.fail_after(self._config.startup_timeout), conn.in_use():
+                        tools = await self._list_all_tools(sdk, meta)
+                except TimeoutError:
+                    raise ServerUnavailableError(
+                        self.name, f"tools/list: no answer within {self._config.startup_timeout:g} s"
+                    ) from None
+                except MCPError as exc:
+                    if attempt == 1 and self._is_session_lost(exc):
+                        conn = await self._recover(conn)  # lists the tools as it connects
+                        return conn
+                    self._connection_closed(conn, exc)
+                    raise ServerUnavailableError(self.name, f"tools/list failed: {exc.message}") from None
+                except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                    raise ServerUnavailableError(self.name, f"tools/list failed: {_describe(exc)}") from None
+                finally:
+                    _PLAN.reset(token)
+                conn.tools = tools
+                conn.tools_stale = False
+                conn.tools_version += 1
+                return conn
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _connection_closed(self, conn: _Connection, exc: MCPError) -> None:
+        """Retire a stdio connection whose pipe closed, so that the next call restarts the server.
+
+        Over HTTP a dead transport ends the connection's owner task by itself, and a
+        "connection closed" error may concern one response stream only; over stdio it
+        means the server process is gone, and nothing else would notice.
+        """
+        if exc.code == CONNECTION_CLOSED and self._is_stdio and not conn.stop.is_set():
+            logger.warning("MCP server %r: stdio server exited; it is restarted on the next call", self.name)
+            conn.stop.set()
 
     def _is_session_lost(self, exc: MCPError) -> bool:
         return exc.code == -32600 and "session" in exc.message.lower()
-

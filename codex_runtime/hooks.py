@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from .client import McpClient
-from .headers import CodexRuntimeError, HeaderPolicy
+from .headers import CodexRuntimeError, HeaderPolicy, validate_value
 from .session import Turn, TurnHook, TurnOutcome
 
 __all__ = [
@@ -67,10 +67,15 @@ def turn_metadata(turn: Turn) -> dict[str, Any]:
             raise InvalidMetadataError("turn metadata keys must be strings")
         if key in RESERVED_METADATA_KEYS:
             raise InvalidMetadataError(f"turn metadata may not override the reserved key {key!r}")
-        if len(key.encode("utf-8")) > MAX_METADATA_KEY_BYTES:
-            raise InvalidMetadataError(f"turn metadata key {key[:20]!r}... is longer than {MAX_METADATA_KEY_BYTES} bytes")
+        if not key or len(key.encode("utf-8")) > MAX_METADATA_KEY_BYTES:
+            raise InvalidMetadataError(
+                f"turn metadata key {key[:20]!r} must be 1 to {MAX_METADATA_KEY_BYTES} bytes long"
+            )
         try:
-            encoded = json.dumps(value, ensure_ascii=False, allow_nan=False)
+            # A string counts as its own bytes; anything else as its JSON text.
+            encoded = (
+                value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, allow_nan=False)
+            )
         except (TypeError, ValueError):
             raise InvalidMetadataError(f"turn metadata value of {key!r} is not JSON-serializable") from None
         if len(encoded.encode("utf-8")) > MAX_METADATA_VALUE_BYTES:
@@ -106,28 +111,41 @@ class TurnHeaders:
             raise ValueError("TurnHeaders mode must be 'headers', 'meta' or 'both'")
         self.mode = mode
         self._applied: dict[str, list[McpClient]] = {}
+        self._checked_session_id: str | None = None
 
     def __repr__(self) -> str:
         return f"TurnHeaders(mode={self.mode!r})"
 
-    def _apply(self, turn: Turn, client: McpClient) -> None:
+    def _entries(self, turn: Turn) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """The turn's entries: (headers, ``_meta``), values read at send time."""
+        session_id = turn.session_id
         headers: dict[str, Any] | None = None
         meta: dict[str, Any] | None = None
         if self.mode in ("headers", "both"):
-            headers = {SESSION_ID_HEADER: turn.session_id, TURN_METADATA_HEADER: _header_json(turn)}
+            # Checked here rather than by every client (the value is the same for all), and
+            # once per session rather than per turn.
+            if session_id is not self._checked_session_id:
+                validate_value(SESSION_ID_HEADER, session_id)
+                self._checked_session_id = session_id
+            headers = {SESSION_ID_HEADER: lambda: session_id, TURN_METADATA_HEADER: _header_json(turn)}
         if self.mode in ("meta", "both"):
-            meta = {TURN_METADATA_HEADER: lambda: turn_metadata(turn), "threadId": turn.session_id}
-        client.set_turn_headers(turn.id, headers=headers, meta=meta)
-        self._applied.setdefault(turn.id, []).append(client)
+            meta = {TURN_METADATA_HEADER: lambda: turn_metadata(turn), "threadId": session_id}
+        return headers, meta
+
+    def _apply(self, turn: Turn, clients: Iterable[McpClient]) -> None:
+        headers, meta = self._entries(turn)
+        applied = self._applied.setdefault(turn.id, [])
+        for client in clients:
+            applied.append(client)  # first, so that a failing set is still cleared at the end
+            client.set_turn_headers(turn.id, headers=headers, meta=meta)
 
     async def on_turn_start(self, turn: Turn) -> None:
         turn_metadata(turn)  # invalid metadata fails the turn here, before its body runs
-        for client in turn.session.apps_clients:
-            self._apply(turn, client)
+        self._apply(turn, turn.session.apps_clients)
 
     async def on_client_added(self, turn: Turn, client: McpClient) -> None:
         if client.config.apps:
-            self._apply(turn, client)
+            self._apply(turn, [client])
 
     async def on_turn_end(self, turn: Turn, outcome: TurnOutcome) -> None:
         for client in self._applied.pop(turn.id, []):

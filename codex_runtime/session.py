@@ -2,29 +2,33 @@
 
 A `Session` owns (or borrows) `McpClient`s and runs one turn at a time. Every turn has
 an id and a state (``PENDING -> RUNNING -> COMPLETED | FAILED | ABORTED``), runs its
-body inside `bind_turn` and a cancel scope, and always ends cleanly: the end hooks of
-every started hook run, shielded from cancellation and bounded in time, whatever
-happened (success, error, interrupt, replacement, shutdown, timeout).
+hooks and body inside `bind_turn` and a cancel scope, and always ends cleanly: the end
+hooks of every started hook run, shielded from cancellation and bounded in time,
+whatever happened (success, error, interrupt, replacement, shutdown, timeout).
+
+Aborting a turn is two-staged, as in Codex: its in-flight ``turn.call_tool`` calls are
+cancelled at once (the SDK tells the server), which raises `TurnAbortedError` in the
+body; after a grace period (``abort_grace``, default 0.1 s) the body itself is cancelled.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import math
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
 import anyio.abc
 import attrs
-from mcp_types import CallToolResult, Tool
+from mcp_types import CallToolResult, TextContent, Tool
 
-from ._context import bind_turn
+from ._context import _TURN_ID, bind_turn, current_turn_id
 from .client import McpClient, ServerConfig, ServerUnavailableError, ToolCallError
 from .headers import CodexRuntimeError, Headers, HeadersInput
 
@@ -56,7 +60,7 @@ class TurnStateError(CodexRuntimeError):
 
 
 class TurnAbortedError(CodexRuntimeError):
-    """Raised inside an aborted turn's body by its in-flight ``turn.call_tool`` calls.
+    """Raised inside an aborted turn by its ``turn.call_tool`` calls (in flight or new).
 
     The turn context swallows it: ``async with session.turn()`` exits without raising
     and the turn ends ``ABORTED``.
@@ -68,7 +72,11 @@ class TurnAbortedError(CodexRuntimeError):
 
 
 class TurnState(enum.Enum):
-    """States of a turn. ``PENDING -> RUNNING -> COMPLETED | FAILED | ABORTED`` only."""
+    """States of a turn. ``PENDING -> RUNNING -> COMPLETED | FAILED | ABORTED`` only.
+
+    A turn also ends straight from ``PENDING`` when a start hook fails (``FAILED``) or
+    when it is aborted before its body runs (``ABORTED``).
+    """
 
     PENDING = "pending"
     RUNNING = "running"
@@ -78,6 +86,7 @@ class TurnState(enum.Enum):
 
     @property
     def is_terminal(self) -> bool:
+        """Whether the turn has ended (its end hooks may still be running)."""
         return self in (TurnState.COMPLETED, TurnState.FAILED, TurnState.ABORTED)
 
 
@@ -113,7 +122,12 @@ class HookFailure:
 
 @attrs.frozen
 class TurnOutcome:
-    """How a turn ended. There is exactly one per turn."""
+    """How a turn ended. There is exactly one per turn.
+
+    ``error`` is the body's (or failing start hook's) exception for a ``FAILED`` turn;
+    ``hook_errors`` lists every hook that failed, start and end; ``duration`` is in
+    seconds.
+    """
 
     state: TurnState
     abort_reason: AbortReason | None = None
@@ -129,7 +143,12 @@ class TurnOutcome:
 
 @attrs.frozen
 class ToolCallRecord:
-    """One ``turn.call_tool`` as the turn saw it."""
+    """One ``turn.call_tool`` as the turn saw it (times are Unix seconds).
+
+    ``ok`` is true when the tool returned a result that is not a tool error;
+    otherwise ``error`` says what went wrong (``is_error`` marks a tool-level error,
+    ``"aborted"`` a call cancelled by the turn's abort).
+    """
 
     server: str
     tool: str
@@ -167,10 +186,12 @@ class SessionTool:
 class TurnHook(Protocol):
     """Runs around every turn. A hook may define either method, or both.
 
-    Start hooks run in order, in the task that runs the turn body, before the turn is
-    ``RUNNING``: context variables they set (e.g. the current OpenTelemetry span) are
-    visible to the body. End hooks run in reverse order, in the same task, shielded from
-    cancellation and bounded by the session's ``end_hook_timeout``. Optional extra
+    Start hooks run in order, in the task that runs the turn body and bound to the turn
+    (`bind_turn`), before the turn is ``RUNNING``: context variables they set (e.g. the
+    current OpenTelemetry span) are visible to the body. End hooks run in reverse order,
+    in the same task, shielded from cancellation and bounded by the session's
+    ``end_hook_timeout``; the end hook of every hook whose start was attempted runs (also
+    of the one whose start failed, so that a partial start is undone). Optional extra
     methods: ``on_client_added(turn, client)`` (a server added during a running turn),
     ``on_session_start(session)`` and ``on_session_end(session)``.
     """
@@ -185,6 +206,8 @@ EndFn = Callable[["Turn", TurnOutcome], Awaitable[None]]
 
 
 class _FunctionHook:
+    """A plain async function registered with ``@session.on_turn_start`` / ``on_turn_end``."""
+
     def __init__(self, start: StartFn | None = None, end: EndFn | None = None) -> None:
         self._start = start
         self._end = end
@@ -209,7 +232,11 @@ def _hook_name(hook: object) -> str:
     return type(hook).__name__
 
 
+_NO_HEADERS = Headers(())
+
+
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    # Only the shape: hooks that send metadata (`TurnHeaders`) check what they send.
     if metadata is None:
         return {}
     if not isinstance(metadata, Mapping):
@@ -218,11 +245,22 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
     for key in out:
         if not isinstance(key, str):
             raise TypeError("turn metadata keys must be strings")
-    try:
-        json.dumps(out, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"turn metadata must be JSON-serializable ({exc})") from None
     return out
+
+
+def _check_timeout(timeout: float | None, what: str) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise ValueError(f"{what} must be a positive number of seconds (or None)")
+    return float(timeout)
+
+
+def _only_cancellation(exc: BaseException) -> bool:
+    """The backend's cancellation, possibly grouped by task groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellation(e) for e in exc.exceptions)
+    return isinstance(exc, anyio.get_cancelled_exc_class())
 
 
 def _is_abort_error(exc: BaseException) -> bool:
@@ -232,8 +270,19 @@ def _is_abort_error(exc: BaseException) -> bool:
     return isinstance(exc, TurnAbortedError | anyio.get_cancelled_exc_class())
 
 
+def _error_text(result: CallToolResult) -> str:
+    for item in result.content:
+        if isinstance(item, TextContent) and item.text:
+            return f"tool error: {item.text[:200]}"
+    return "tool error"
+
+
 class Turn:
-    """One turn of a `Session`. Created by `Session.turn` / `Session.start_turn`."""
+    """One turn of a `Session`. Created by `Session.turn` / `Session.start_turn`.
+
+    ``metadata`` is a dict the body may update while the turn runs: hooks that send it
+    (`TurnHeaders`) read it when each request is sent.
+    """
 
     def __init__(
         self,
@@ -243,7 +292,7 @@ class Turn:
         forwarded_headers: Headers,
         timeout: float | None,
     ) -> None:
-        self.id: str = uuid.uuid4().hex
+        self.id: str = os.urandom(16).hex()
         self.index = index
         self.session = session
         self.metadata = metadata
@@ -253,10 +302,12 @@ class Turn:
         self.outcome: TurnOutcome | None = None
         self._state = TurnState.PENDING
         self._tool_calls: list[ToolCallRecord] = []
+        # What an abort hard-cancels after the grace period: the start hooks and the body.
         self._scope: anyio.CancelScope | None = None
         self._call_scopes: set[anyio.CancelScope] = set()
+        self._watchdog: anyio.CancelScope | None = None
         self._abort_reason: AbortReason | None = None
-        self._ended = anyio.Event()
+        self._ended: anyio.Event | None = None  # made only when someone waits
         self._timeout = timeout
         self._t0 = time.monotonic()
         self._start_failure: HookFailure | None = None
@@ -273,7 +324,7 @@ class Turn:
 
     @property
     def tool_calls(self) -> list[ToolCallRecord]:
-        """Records of the tool calls made through `call_tool` so far."""
+        """Records of the tool calls made through `call_tool` that have finished so far."""
         return list(self._tool_calls)
 
     @property
@@ -285,8 +336,11 @@ class Turn:
         return f"<Turn #{self.index} {self.id} {self._state.value}>"
 
     def _transition(self, new: TurnState) -> None:
+        """Move to ``new``; raises `TurnStateError` for anything but the legal transitions."""
         if new not in _TRANSITIONS[self._state]:
-            raise TurnStateError(f"illegal turn transition {self._state.value} -> {new.value} (turn {self.id})")
+            raise TurnStateError(
+                f"illegal turn transition {self._state.value} -> {new.value} (turn {self.id})"
+            )
         self._state = new
 
     async def call_tool(
@@ -301,15 +355,17 @@ class Turn:
     ) -> CallToolResult:
         """Call ``tool`` on ``server`` as part of this turn, and record it.
 
-        Raises `TurnStateError` when the turn is not running, `TurnAbortedError` when it
-        is aborted meanwhile (the server is told to cancel), and the client's errors
-        (`ToolCallError`, `ServerUnavailableError`, `InvalidHeaderError`).
+        Raises `TurnAbortedError` when the turn is aborted (before or during the call; the
+        server is told to cancel), `TurnStateError` when the turn is not running, and the
+        client's errors (`ToolCallError`, `ServerUnavailableError`, `InvalidHeaderError`).
         """
-        if self._state is not TurnState.RUNNING:
-            raise TurnStateError(f"turn {self.id} is {self._state.value}; tools can be called only while running")
         if self._abort_reason is not None:
             raise TurnAbortedError(self._abort_reason)
-        client = self.session.clients.get(server)
+        if self._state is not TurnState.RUNNING:
+            raise TurnStateError(
+                f"turn {self.id} is {self._state.value}; tools can be called only while it runs"
+            )
+        client = self.session._clients.get(server)
         if client is None:
             raise ToolCallError(server, tool, "no such server in this session")
         started = time.time()
@@ -321,15 +377,21 @@ class Turn:
         try:
             with scope, bind_turn(self.id):
                 result = await client.call_tool(tool, arguments, headers=headers, meta=meta, timeout=timeout)
-                ok = True
                 is_error = bool(result.is_error)
+                ok = not is_error
+                if is_error:
+                    error = _error_text(result)
                 return result
-            # Only reached when `scope` absorbed a cancellation: this turn was aborted.
+            # Only reached when `scope` absorbed its cancellation: this turn was aborted.
             error = "aborted"
             raise TurnAbortedError(self._abort_reason or AbortReason.INTERRUPTED)
         except BaseException as exc:
+            if scope.cancel_called and isinstance(exc, Exception) and not isinstance(exc, TurnAbortedError):
+                # The abort made the call fail some other way (e.g. its connection was cut).
+                error = "aborted"
+                raise TurnAbortedError(self._abort_reason or AbortReason.INTERRUPTED) from exc
             if error is None:
-                error = f"{type(exc).__name__}: {exc}"
+                error = "aborted" if _only_cancellation(exc) else f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._call_scopes.discard(scope)
@@ -347,29 +409,33 @@ class Turn:
             )
 
     def interrupt(self) -> None:
-        """Abort the turn with reason ``interrupted``. A no-op once it is ending or ended."""
+        """Abort the turn with reason ``interrupted``. A no-op once it is aborting or ended."""
         self.abort(AbortReason.INTERRUPTED)
 
     def abort(self, reason: AbortReason) -> None:
-        """Abort the turn: cancel its in-flight tool calls, then, after the session's grace
-        period, the body. Aborting twice (or an ended turn) is a no-op."""
+        """Abort the turn: cancel its in-flight tool calls now and, after the session's
+        grace period, its hooks or body. Aborting twice (or an ended turn) is a no-op."""
+        if not isinstance(reason, AbortReason):
+            raise TypeError("abort() takes an AbortReason")
         if self._abort_reason is not None or self._state.is_terminal:
             return
         self._abort_reason = reason
         for call_scope in list(self._call_scopes):
             call_scope.cancel()
         scope = self._scope
-        if scope is None:
-            return
-        grace = self.session.abort_grace
-        if grace <= 0:
-            scope.cancel()
-        else:
-            scope.deadline = min(scope.deadline, anyio.current_time() + grace)
+        if scope is not None:
+            grace = self.session.abort_grace
+            if grace <= 0:
+                scope.cancel()
+            else:
+                scope.deadline = min(scope.deadline, anyio.current_time() + grace)
 
     async def wait_ended(self) -> TurnOutcome:
         """Wait until the turn has ended (its end hooks included) and return its outcome."""
-        await self._ended.wait()
+        if self.outcome is None:
+            if self._ended is None:
+                self._ended = anyio.Event()
+            await self._ended.wait()
         assert self.outcome is not None
         return self.outcome
 
@@ -377,35 +443,34 @@ class Turn:
 class TurnHandle:
     """A turn running in a task owned by the session (see `Session.start_turn`)."""
 
-    def __init__(self) -> None:
-        self._turn: Turn | None = None
-        self._done = anyio.Event()
-        self._started = anyio.Event()
-        self._error: BaseException | None = None
+    def __init__(self, turn: Turn) -> None:
+        self._turn = turn
 
     @property
     def turn(self) -> Turn:
         """The turn."""
-        if self._turn is None:
-            raise TurnStateError("the turn has not been created yet")
         return self._turn
 
     @property
     def done(self) -> bool:
-        """Whether the turn has ended."""
-        return self._done.is_set()
+        """Whether the turn has ended (end hooks included)."""
+        return self._turn.outcome is not None
+
+    @property
+    def outcome(self) -> TurnOutcome | None:
+        """The outcome, once the turn has ended."""
+        return self._turn.outcome
 
     def interrupt(self) -> None:
-        """Abort the turn with reason ``interrupted``."""
-        if self._turn is not None:
-            self._turn.interrupt()
+        """Abort the turn with reason ``interrupted`` (a no-op once it is ending)."""
+        self._turn.interrupt()
 
     async def wait(self) -> TurnOutcome:
-        """Wait for the turn to end; return its `TurnOutcome`."""
-        await self._done.wait()
-        if self._turn is None or self._turn.outcome is None:
-            raise TurnStateError(f"the turn could not start: {self._error!r}")
-        return self._turn.outcome
+        """Wait for the turn to end (end hooks included); return its `TurnOutcome`."""
+        return await self._turn.wait_ended()
+
+    def __repr__(self) -> str:
+        return f"<TurnHandle {self._turn!r}>"
 
 
 OnBusy = Literal["replace", "reject"]
@@ -415,9 +480,9 @@ class Session:
     """MCP clients plus a one-turn-at-a-time state machine with lifecycle hooks.
 
     Args:
-        servers: `ServerConfig`s whose clients the session owns (connects on enter,
-            closes on exit).
-        clients: Already-connected shared `McpClient`s the session uses but never closes.
+        servers: `ServerConfig`s whose clients the session owns (connects them
+            concurrently on enter, closes them on exit).
+        clients: Shared `McpClient`s the session uses but never connects or closes.
         session_id: Defaults to a random id.
         hooks: `TurnHook`s, run in order at turn start and in reverse at turn end.
         on_busy: ``"replace"`` aborts a running turn (reason ``replaced``) and waits for
@@ -425,7 +490,7 @@ class Session:
             `TurnInProgressError`.
         end_hook_timeout: Seconds allowed for each end hook (default 5).
         abort_grace: Seconds an aborted turn's body gets, after its in-flight tool calls
-            are cancelled, before it is cancelled itself (default 0.1).
+            are cancelled, before it is cancelled itself (default 0.1, as Codex).
         turn_timeout: Default seconds a turn may run before it is aborted (``timeout``).
     """
 
@@ -456,7 +521,9 @@ class Session:
         if on_busy not in ("replace", "reject"):
             raise ValueError("on_busy must be 'replace' or 'reject'")
         for label, value in (("end_hook_timeout", end_hook_timeout), ("abort_grace", abort_grace)):
-            if not (isinstance(value, int | float) and value >= 0 and math.isfinite(value)):
+            if isinstance(value, bool) or not (
+                isinstance(value, int | float) and value >= 0 and math.isfinite(value)
+            ):
                 raise ValueError(f"{label} must be a finite number of seconds >= 0")
         if session_id is not None and (not isinstance(session_id, str) or not session_id):
             raise ValueError("session_id must be a non-empty string")
@@ -464,15 +531,17 @@ class Session:
         self.on_busy: OnBusy = on_busy
         self.end_hook_timeout = float(end_hook_timeout)
         self.abort_grace = float(abort_grace)
-        self.turn_timeout = turn_timeout
+        self.turn_timeout = _check_timeout(turn_timeout, "turn_timeout")
         self._hooks: list[object] = []
         for hook in hooks:
             self.add_hook(hook)
         self._clients: dict[str, McpClient] = {}
         self.startup_errors: dict[str, BaseException] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self._closing = anyio.Event()
+        self._closing = anyio.Event()  # tells the owner tasks of owned clients to close them
+        self._shutting_down = False
         self._host_done: dict[str, anyio.Event] = {}
+        self._session_hooks_started: list[object] = []
         self._current: Turn | None = None
         self._begin_lock = anyio.Lock()
         self._turn_count = 0
@@ -488,11 +557,15 @@ class Session:
 
     def on_turn_start(self, fn: StartFn) -> StartFn:
         """Decorator: run ``async def fn(turn)`` at every turn start."""
+        if not callable(fn):
+            raise TypeError("on_turn_start takes an async function fn(turn)")
         self.add_hook(_FunctionHook(start=fn))
         return fn
 
     def on_turn_end(self, fn: EndFn) -> EndFn:
         """Decorator: run ``async def fn(turn, outcome)`` at every turn end."""
+        if not callable(fn):
+            raise TypeError("on_turn_end takes an async function fn(turn, outcome)")
         self.add_hook(_FunctionHook(end=fn))
         return fn
 
@@ -503,7 +576,7 @@ class Session:
 
     @property
     def clients(self) -> Mapping[str, McpClient]:
-        """Connected clients by server name (owned and shared)."""
+        """Clients by server name (shared ones first, then owned ones in config order)."""
         return dict(self._clients)
 
     @property
@@ -513,7 +586,7 @@ class Session:
 
     @property
     def current_turn(self) -> Turn | None:
-        """The turn that is running or ending, if any."""
+        """The turn that is starting, running or ending, if any."""
         return self._current
 
     def __repr__(self) -> str:
@@ -534,15 +607,21 @@ class Session:
             async with anyio.create_task_group() as starting:
                 for cfg in self._configs:
                     starting.start_soon(self._start_owned, cfg, False)
-            failed_required = [n for n, _ in self.startup_errors.items() if self._config_of(n).required]
+            # Connections finish in any order: keep the configured one.
+            ordered = [c.name for c in self._shared] + [c.name for c in self._configs]
+            self._clients = {n: self._clients[n] for n in ordered if n in self._clients}
+            failed_required = [n for n in self.startup_errors if self._config_of(n).required]
             if failed_required:
-                name = failed_required[0]
+                details = "; ".join(f"{n}: {self.startup_errors[n]}" for n in failed_required)
                 raise ServerUnavailableError(
-                    name, f"required server failed to start: {self.startup_errors[name]}"
+                    failed_required[0],
+                    f"required server(s) failed to start ({details}); "
+                    "fix the server or its config, or make it optional (required=False)",
                 )
             for hook in self._hooks:
                 starter = getattr(hook, "on_session_start", None)
                 if starter is not None:
+                    self._session_hooks_started.append(hook)
                     await starter(self)
         except BaseException:
             await self._shutdown()
@@ -558,17 +637,24 @@ class Session:
                 return cfg
         raise KeyError(name)
 
+    def _check_open(self) -> anyio.abc.TaskGroup:
+        if self._tg is None or self._shutting_down:
+            state = "closing" if self._shutting_down else "not open"
+            raise RuntimeError(f"the session is {state} (use `async with Session(...)`)")
+        return self._tg
+
     async def _start_owned(self, cfg: ServerConfig, raise_errors: bool) -> None:
+        tg = self._check_open()
         ready = anyio.Event()
         error: list[BaseException] = []
-        assert self._tg is not None
         done = anyio.Event()
         self._host_done[cfg.name] = done
-        self._tg.start_soon(self._host_client, cfg, ready, error, done)
+        tg.start_soon(self._host_client, cfg, ready, error, done)
         await ready.wait()
         if error:
             self.startup_errors[cfg.name] = error[0]
-            logger.warning("MCP server %r failed to start: %s", cfg.name, error[0])
+            log = logger.error if cfg.required else logger.warning
+            log("MCP server %r failed to start: %s", cfg.name, error[0])
             if raise_errors:
                 raise error[0]
 
@@ -578,39 +664,49 @@ class Session:
         """Owner task of one owned client: connect, serve until the session closes, close."""
         client = McpClient(cfg)
         try:
-            await client.connect()
-        except Exception as exc:
-            error.append(exc)
+            try:
+                await client.connect()
+            except Exception as exc:
+                error.append(exc)
+                return
+            self._clients[cfg.name] = client
+            ready.set()
+            try:
+                await self._closing.wait()
+            finally:
+                # `aclose` shields its own cleanup; it must exit the client's task group
+                # from this task, outside any other cancel scope.
+                await client.aclose()
+        finally:
             ready.set()
             done.set()
-            return
-        self._clients[cfg.name] = client
-        ready.set()
-        try:
-            await self._closing.wait()
-        finally:
-            # `aclose` shields its own cleanup; it must exit the client's task group
-            # from this task, outside any other cancel scope.
-            try:
-                await client.aclose()
-            finally:
-                done.set()
 
     async def _shutdown(self) -> None:
+        if self._shutting_down:
+            return
+        self._shutting_down = True  # no new turn from here on
         with anyio.CancelScope(shield=True):
-            current = self._current
-            if current is not None and not current.state.is_terminal:
-                current.abort(AbortReason.SHUTDOWN)
-                with anyio.move_on_after(self.end_hook_timeout * (len(self._hooks) + 1) + 1):
-                    await current._ended.wait()
-            for hook in reversed(self._hooks):
+            turn = self._current
+            while turn is not None:
+                turn.abort(AbortReason.SHUTDOWN)
+                bound = self.abort_grace + self.end_hook_timeout * (len(self._hooks) + 1) + 1.0
+                with anyio.move_on_after(bound) as waited:
+                    await turn.wait_ended()
+                if waited.cancelled_caught:
+                    logger.warning(
+                        "turn %s did not end within %.1f s of the session shutdown", turn.id, bound
+                    )
+                    break
+                turn = self._current
+            for hook in reversed(self._session_hooks_started):
                 ender = getattr(hook, "on_session_end", None)
-                if ender is not None:
-                    try:
-                        with anyio.move_on_after(self.end_hook_timeout):
-                            await ender(self)
-                    except Exception:
-                        logger.exception("on_session_end of %s failed", _hook_name(hook))
+                if ender is None:
+                    continue
+                try:
+                    with anyio.move_on_after(self.end_hook_timeout):
+                        await ender(self)
+                except Exception:
+                    logger.warning("on_session_end of %s failed", _hook_name(hook), exc_info=True)
         self._closing.set()
         tg, self._tg = self._tg, None
         if tg is not None:
@@ -627,8 +723,7 @@ class Session:
         """
         if not isinstance(config, ServerConfig):
             raise TypeError("add_server() takes a ServerConfig")
-        if self._tg is None:
-            raise RuntimeError("the session is not open")
+        self._check_open()
         if config.name in self._clients or config.name in self._host_done:
             raise ValueError(f"a server named {config.name!r} is already in this session")
         self._configs.append(config)
@@ -649,16 +744,27 @@ class Session:
         return client
 
     async def list_tools(self) -> list[SessionTool]:
-        """Every tool of every connected server, named ``server__tool``."""
-        out: list[SessionTool] = []
-        for name, client in list(self._clients.items()):
+        """Every tool of every connected server, named ``server__tool`` (listed concurrently).
+
+        A server that cannot be listed is left out (and logged).
+        """
+        clients = list(self._clients.items())
+        found: list[list[Tool]] = [[] for _ in clients]
+
+        async def list_one(index: int, name: str, client: McpClient) -> None:
             try:
-                tools = await client.list_tools()
+                found[index] = await client.list_tools()
             except ServerUnavailableError as exc:
-                logger.warning("listing tools of %r failed: %s", name, exc)
-                continue
-            out.extend(SessionTool(name=f"{name}__{t.name}", server=name, tool=t) for t in tools)
-        return out
+                logger.warning("listing the tools of %r failed: %s", name, exc)
+
+        async with anyio.create_task_group() as tg:
+            for index, (name, client) in enumerate(clients):
+                tg.start_soon(list_one, index, name, client)
+        return [
+            SessionTool(name=f"{name}__{t.name}", server=name, tool=t)
+            for (name, _), tools in zip(clients, found, strict=True)
+            for t in tools
+        ]
 
     # -- turns ---------------------------------------------------------------------
 
@@ -673,12 +779,68 @@ class Session:
 
         Leaving the block normally completes the turn; an exception fails it and
         propagates after the end hooks ran; an abort cancels the block, which then exits
-        without raising (``turn.outcome.state`` is ``ABORTED``). A failing start hook
-        fails the turn before the block runs: its error is raised. ``metadata`` is a
-        JSON-serializable mapping the body may update; ``forwarded_headers`` are the
-        incoming request's headers (`Headers`, a mapping, or (name, value) pairs).
+        without raising (``turn.outcome.state`` is ``ABORTED``); a turn aborted while its
+        start hooks ran enters the block still ``PENDING`` and already cancelled, so the
+        block stops at its first checkpoint. A failing start hook fails the turn before
+        the block runs: its error is raised. ``metadata`` is a
+        mapping with string keys (and JSON values, for hooks that send it) that the body
+        may update; ``forwarded_headers`` are the
+        incoming request's headers (`Headers`, a mapping, or (name, value) pairs);
+        ``timeout`` (default: the session's ``turn_timeout``) aborts the turn with reason
+        ``timeout``.
         """
         return self._turn_context(metadata, forwarded_headers, timeout, None)
+
+    async def start_turn(
+        self,
+        body: Callable[[Turn], Awaitable[Any]],
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        forwarded_headers: HeadersInput | None = None,
+        timeout: float | None = None,
+    ) -> TurnHandle:
+        """Run ``await body(turn)`` as a turn in a task owned by the session.
+
+        Returns once the turn is ``RUNNING`` (or has already failed to start or been
+        aborted). Raises here what `turn` raises before a turn exists
+        (`TurnInProgressError`, bad arguments); errors of the start hooks and the body
+        are recorded in the outcome (``await handle.wait()``), not raised.
+        """
+        if not callable(body):
+            raise TypeError("start_turn() takes an async function body(turn)")
+        tg = self._check_open()
+        handle: TurnHandle = await tg.start(self._run_body, body, metadata, forwarded_headers, timeout)
+        return handle
+
+    async def _run_body(
+        self,
+        body: Callable[[Turn], Awaitable[Any]],
+        metadata: Mapping[str, Any] | None,
+        forwarded_headers: HeadersInput | None,
+        timeout: float | None,
+        *,
+        task_status: anyio.abc.TaskStatus[TurnHandle] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        handle: TurnHandle | None = None
+        reported = False
+
+        def created(turn: Turn) -> None:
+            nonlocal handle
+            handle = TurnHandle(turn)
+
+        try:
+            async with self._turn_context(metadata, forwarded_headers, timeout, created) as turn:
+                assert handle is not None
+                task_status.started(handle)
+                reported = True
+                if turn.state is TurnState.RUNNING:
+                    await body(turn)
+        except Exception as exc:
+            if handle is None:
+                raise  # no turn was made: start_turn raises it
+            if not reported:
+                task_status.started(handle)  # a start hook failed: the outcome tells
+            logger.debug("turn %s ended with %s", handle.turn.id, type(exc).__name__)
 
     @asynccontextmanager
     async def _turn_context(
@@ -691,156 +853,178 @@ class Session:
         turn = await self._begin(metadata, forwarded_headers, timeout)
         if on_created is not None:
             on_created(turn)
-        started = await self._run_start_hooks(turn)
-        if turn.outcome is not None or turn.state is TurnState.FAILED:
-            # A start hook failed: the turn never ran.
-            await self._finish(turn, started)
-            assert turn.outcome is not None and turn.outcome.error is not None
-            raise turn.outcome.error
+        started: list[object] = []
         error: BaseException | None = None
-        outer_cancel = False
-        scope = anyio.CancelScope()
-        if turn._timeout is not None:
-            scope.deadline = anyio.current_time() + turn._timeout
-        turn._scope = scope
+        cancelled = False
+        # One cancel scope around the start hooks and the body, so that an abort reaches
+        # whichever runs; one turn binding around them and the end hooks, so that all
+        # they send is this turn's.
+        token = _TURN_ID.set(turn.id)
         try:
-            with scope, bind_turn(turn.id):
-                if turn._abort_reason is not None:
-                    scope.cancel()
-                try:
-                    yield turn
-                except TurnAbortedError:
-                    if turn._abort_reason is None:
-                        raise
-        except anyio.get_cancelled_exc_class():
-            outer_cancel = True
-            if turn._abort_reason is None:
-                turn._abort_reason = AbortReason.INTERRUPTED
-            with anyio.CancelScope(shield=True):
-                await self._finish(turn, started)
-            raise
-        except BaseException as exc:
-            error = exc
-        finally:
-            turn._scope = None
-        if not outer_cancel:
-            if error is None and scope.cancelled_caught and turn._abort_reason is None:
-                turn._abort_reason = AbortReason.TIMEOUT
-            with anyio.CancelScope(shield=True):
-                await self._finish(turn, started, error)
-            if error is not None and turn.state is TurnState.FAILED:
-                raise error
-
-    async def start_turn(
-        self,
-        body: Callable[[Turn], Awaitable[Any]],
-        *,
-        metadata: Mapping[str, Any] | None = None,
-        forwarded_headers: HeadersInput | None = None,
-        timeout: float | None = None,
-    ) -> TurnHandle:
-        """Run ``await body(turn)`` as a turn in a task owned by the session.
-
-        Returns once the turn is ``RUNNING`` (or has already failed to start). Errors of
-        the body are recorded in the outcome, not raised here.
-        """
-        if self._tg is None:
-            raise RuntimeError("the session is not open")
-        # Validate eagerly so that bad input raises here, before any task starts.
-        _check_metadata(metadata)
-        if forwarded_headers is not None and not isinstance(forwarded_headers, Headers):
-            forwarded_headers = Headers(forwarded_headers)
-        if self.on_busy == "reject" and self._current is not None:
-            raise TurnInProgressError(f"turn {self._current.id} is still in progress")
-        handle = TurnHandle()
-
-        def created(turn: Turn) -> None:
-            handle._turn = turn
-
-        async def runner() -> None:
+            scope = turn._scope = anyio.CancelScope()
             try:
-                async with self._turn_context(metadata, forwarded_headers, timeout, created) as turn:
-                    handle._started.set()
-                    await body(turn)
-            except anyio.get_cancelled_exc_class():
-                raise
+                with scope:
+                    await self._run_start_hooks(turn, started)
+                    if turn._start_failure is None:
+                        if turn._abort_reason is None:
+                            turn._transition(TurnState.RUNNING)
+                        else:
+                            scope.cancel()  # aborted while starting: the body gets no grace
+                        try:
+                            yield turn
+                        except TurnAbortedError:
+                            if turn._abort_reason is None:
+                                raise
             except BaseException as exc:
-                handle._error = exc
-                logger.debug("turn body ended with %s", type(exc).__name__)
+                # A cancellation that escapes the turn's own scope came from outside: the
+                # turn is interrupted, its end hooks still run, and the cancellation goes on.
+                cancelled = _only_cancellation(exc)
+                error = exc
             finally:
-                handle._started.set()
-                handle._done.set()
-
-        self._tg.start_soon(runner)
-        await handle._started.wait()
-        return handle
+                turn._scope = None
+            await self._finish(turn, started, None if cancelled else error, cancelled=cancelled)
+        finally:
+            _TURN_ID.reset(token)
+        if cancelled:
+            assert error is not None
+            raise error
+        failure = turn._start_failure
+        if failure is not None:
+            raise failure.error
+        outcome = turn.outcome
+        if error is not None and outcome is not None and outcome.state is TurnState.FAILED:
+            raise error
 
     async def _begin(
         self, metadata: Mapping[str, Any] | None, forwarded: HeadersInput | None, timeout: float | None
     ) -> Turn:
-        if self._tg is None:
-            raise RuntimeError("the session is not open (use `async with Session(...)`)")
+        self._check_open()
         meta = _check_metadata(metadata)
-        headers = forwarded if isinstance(forwarded, Headers) else Headers(forwarded or ())
+        if forwarded is None:
+            headers = _NO_HEADERS
+        else:
+            headers = forwarded if isinstance(forwarded, Headers) else Headers(forwarded)
+        timeout = _check_timeout(timeout, "turn timeout")
         if timeout is None:
             timeout = self.turn_timeout
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0):
-            raise ValueError("turn timeout must be a positive number of seconds")
+        if self._current is None and not self._begin_lock.locked():
+            return self._new_turn(meta, headers, timeout)  # nothing to wait for
+        self._check_not_inside_current()
         async with self._begin_lock:
+            self._check_open()
             current = self._current
             if current is not None:
-                if self.on_busy == "reject":
+                if self.on_busy == "reject" and not current.state.is_terminal:
                     raise TurnInProgressError(
-                        f"turn {current.id} is still in progress (the session rejects concurrent turns)"
+                        f"turn {current.id} is still in progress and this session rejects concurrent "
+                        "turns (on_busy='reject'): wait for it, interrupt it, or use on_busy='replace'"
                     )
                 current.abort(AbortReason.REPLACED)
-                await current._ended.wait()
-            self._turn_count += 1
-            turn = Turn(self, self._turn_count, meta, headers, timeout)
-            self._current = turn
-            return turn
+                await current.wait_ended()
+                self._check_open()
+            return self._new_turn(meta, headers, timeout)
 
-    async def _run_start_hooks(self, turn: Turn) -> list[object]:
-        started: list[object] = []
+    def _new_turn(self, metadata: dict[str, Any], headers: Headers, timeout: float | None) -> Turn:
+        self._turn_count += 1
+        turn = Turn(self, self._turn_count, metadata, headers, timeout)
+        self._current = turn
+        return turn
+
+    def _check_not_inside_current(self) -> None:
+        current = self._current
+        if current is not None and current_turn_id() == current.id:
+            # Replacing would wait for the very turn this code runs in: never.
+            raise TurnInProgressError(
+                f"a new turn cannot be started from inside turn {current.id} (its body, a task it "
+                "spawned, or one of its hooks); start it after that turn, from outside"
+            )
+
+    async def _run_start_hooks(self, turn: Turn, started: list[object]) -> None:
+        """Run the start hooks in order, appending to ``started`` each hook whose end must run.
+
+        A failing hook is recorded in ``turn._start_failure``; an abort stops the loop.
+        A cancellation from outside propagates.
+        """
         turn.started_at = time.time()
-        for hook in self._hooks:
-            start = getattr(hook, "on_turn_start", None)
+        if turn._timeout is not None:
+            self._arm_timeout(turn, turn._timeout)
+        for hook in tuple(self._hooks):
             started.append(hook)
+            start = getattr(hook, "on_turn_start", None)
             if start is None:
                 continue
             try:
                 await start(turn)
-            except Exception as exc:
-                logger.warning("on_turn_start of %s failed: %s: %s", _hook_name(hook), type(exc).__name__, exc)
+            except BaseException as exc:
+                if turn._abort_reason is not None and _is_abort_error(exc):
+                    # Cancelled by the abort (or from outside meanwhile): the turn's scope
+                    # stays cancelled, so an outside cancellation is raised again.
+                    return
+                if _only_cancellation(exc):
+                    raise
+                logger.warning(
+                    "on_turn_start of %s failed; the turn fails before its body runs",
+                    _hook_name(hook),
+                    exc_info=exc,
+                )
                 turn._start_failure = HookFailure(_hook_name(hook), "start", exc)
-                turn._transition(TurnState.FAILED)
-                return started
+                return
             if turn._abort_reason is not None:
-                # Replaced or shut down while starting: never run the body.
-                return started
-        turn._transition(TurnState.RUNNING)
-        return started
+                return  # replaced, interrupted or shut down while starting
 
-    async def _finish(self, turn: Turn, started: list[object], error: BaseException | None = None) -> None:
-        """Settle the state, run end hooks (reverse order, each shielded and bounded)."""
+    def _arm_timeout(self, turn: Turn, timeout: float) -> None:
+        # A watchdog task, so that a timeout aborts like any other abort: tool calls first,
+        # the body after the grace period.
+        assert self._tg is not None
+        scope = anyio.CancelScope()
+        turn._watchdog = scope
+        self._tg.start_soon(self._watch_timeout, turn, scope, anyio.current_time() + timeout)
+
+    @staticmethod
+    async def _watch_timeout(turn: Turn, scope: anyio.CancelScope, deadline: float) -> None:
+        with scope:
+            await anyio.sleep_until(deadline)
+            turn.abort(AbortReason.TIMEOUT)
+
+    async def _finish(
+        self,
+        turn: Turn,
+        started: list[object],
+        error: BaseException | None = None,
+        *,
+        cancelled: bool = False,
+    ) -> None:
+        """Settle the state (once), then run the end hooks in reverse order.
+
+        Each end hook runs shielded from cancellation and bounded by ``end_hook_timeout``;
+        nothing else here awaits, so this is safe to call from a cancelled task.
+        """
+        if turn.outcome is not None or turn._state.is_terminal:
+            return
+        if cancelled and turn._abort_reason is None:
+            turn._abort_reason = AbortReason.INTERRUPTED
+        failures: list[HookFailure] = []
         start_failure = turn._start_failure
-        failures: list[HookFailure] = [start_failure] if start_failure is not None else []
         if start_failure is not None:
             state = TurnState.FAILED
             error = start_failure.error
-        elif turn._abort_reason is not None and (error is None or _is_abort_error(error)):
+            failures.append(start_failure)
+        elif turn._abort_reason is not None and (cancelled or error is None or _is_abort_error(error)):
             state = TurnState.ABORTED
             error = None
         elif error is not None:
             state = TurnState.FAILED
         else:
             state = TurnState.COMPLETED
-        if turn.state is not state:
-            turn._transition(state)
+        turn._transition(state)
         turn.ended_at = time.time()
+        if turn._watchdog is not None:
+            turn._watchdog.cancel()
         duration = time.monotonic() - turn._t0
         reason = turn._abort_reason if state is TurnState.ABORTED else None
-        draft = TurnOutcome(state, reason, error, tuple(failures), duration)
+        outcome = TurnOutcome(state, reason, error, tuple(failures), duration)
+        draft = outcome
+        fatal: BaseException | None = None
         for hook in reversed(started):
             end = getattr(hook, "on_turn_end", None)
             if end is None:
@@ -851,10 +1035,18 @@ class Session:
                     await end(turn, draft)
                 if guard.cancelled_caught:
                     raise TimeoutError(f"on_turn_end took longer than {self.end_hook_timeout:g} s")
-            except Exception as exc:
-                logger.warning("on_turn_end of %s failed: %s: %s", _hook_name(hook), type(exc).__name__, exc)
+            except BaseException as exc:
+                # One end hook's failure never stops the others: header clearing must happen.
+                logger.warning("on_turn_end of %s failed", _hook_name(hook), exc_info=exc)
                 failures.append(HookFailure(_hook_name(hook), "end", exc))
-        turn.outcome = TurnOutcome(state, reason, error, tuple(failures), duration)
+                if not isinstance(exc, Exception) and fatal is None:
+                    fatal = exc
+        if len(failures) != len(draft.hook_errors):
+            outcome = TurnOutcome(state, reason, error, tuple(failures), duration)
+        turn.outcome = outcome
         if self._current is turn:
             self._current = None
-        turn._ended.set()
+        if turn._ended is not None:
+            turn._ended.set()
+        if fatal is not None:
+            raise fatal

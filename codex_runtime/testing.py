@@ -23,7 +23,8 @@ Forms:
 Tools: ``echo`` (returns its arguments and what it saw), ``sleep(seconds)`` (records
 start, end or cancellation), ``fail`` (returns a tool error), ``headers`` (returns the
 request headers it saw), ``block(key)`` (waits until `RecordingServer.release` is called,
-for tests that need a call in flight without timing).
+for tests that need a call in flight without timing); the child-process forms also have
+``crash`` (the process exits at once, as a crashing server would).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -40,7 +42,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +148,9 @@ class RecordedToolCall:
     call_id: str
     started_at: float
     ended_at: float | None
-    outcome: str  # "running", "ok", "error" or "cancelled"
+    #: ``"running"``, ``"ok"``, ``"error"`` (the tool raised or returned a tool error) or
+    #: ``"cancelled"``.
+    outcome: str
 
     @classmethod
     def _from_json(cls, data: Mapping[str, Any]) -> RecordedToolCall:
@@ -163,11 +169,25 @@ class _Recorder:
         self._order: list[str] = []
         self.gates: dict[str, asyncio.Event] = {}
         self.released: set[str] = set()
+        self.failures: list[int] = []  # HTTP statuses for the next requests, in order
+
+    def next_failure(self) -> int | None:
+        with self._lock:
+            return self.failures.pop(0) if self.failures else None
 
     def _write(self, kind: str, data: dict[str, Any]) -> None:
-        if self._path is not None:
-            with open(self._path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"kind": kind, "data": data}) + "\n")
+        if self._path is None:
+            return
+        # One append per record (O_APPEND): lines from this process and the `clear`
+        # markers a test process appends never interleave.
+        line = (json.dumps({"kind": kind, "data": data}) + "\n").encode("utf-8")
+        fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
     def add_request(self, data: dict[str, Any]) -> None:
         with self._lock:
@@ -240,10 +260,35 @@ def _filter_calls(raw: list[dict[str, Any]], tool: str | None) -> list[RecordedT
 # -- the MCP server ------------------------------------------------------------------------
 
 
-def build_mcp_server(name: str, recorder: _Recorder) -> Any:
-    """Build the recording `MCPServer` (the SDK's own server API) with the test tools."""
-    server = MCPServer(name=name, log_level="WARNING")
+@contextlib.contextmanager
+def _root_logging_untouched() -> Iterator[None]:
+    """Undo any configuration of the root logger made inside the block.
+
+    `MCPServer()` calls `logging.basicConfig`; a test helper must leave the logging
+    configuration of the process that uses it alone.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in root.handlers[:]:
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def build_mcp_server(name: str, recorder: _Recorder, *, crashable: bool = False) -> Any:
+    """Build the recording `MCPServer` (the SDK's own server API) with the test tools.
+
+    ``crashable`` adds the ``crash`` tool, which ends the server's process: only for
+    the child-process forms.
+    """
+    with _root_logging_untouched():
+        server = MCPServer(name=name, log_level="WARNING")
     counter = iter(range(1, 1 << 62))
+    # Unique per server instance: a restarted subprocess appends to the same record file.
+    instance = uuid.uuid4().hex[:8]
 
     def seen(ctx: Context[Any, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         meta_obj = ctx.request_context.meta
@@ -257,9 +302,11 @@ def build_mcp_server(name: str, recorder: _Recorder) -> Any:
         headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
         return meta, headers
 
-    async def run(tool: str, arguments: dict[str, Any], ctx: Context[Any, Any], body: Callable[[], Awaitable[Any]]) -> Any:
+    async def run(
+        tool: str, arguments: dict[str, Any], ctx: Context[Any, Any], body: Callable[[], Awaitable[Any]]
+    ) -> Any:
         meta, headers = seen(ctx)
-        call_id = f"{name}-{next(counter)}"
+        call_id = f"{name}-{instance}-{next(counter)}"
         record: dict[str, Any] = {
             "server": name,
             "tool": tool,
@@ -275,7 +322,7 @@ def build_mcp_server(name: str, recorder: _Recorder) -> Any:
         outcome = "error"
         try:
             result = await body()
-            outcome = "ok"
+            outcome = "error" if isinstance(result, CallToolResult) and result.is_error else "ok"
             return result
         except BaseException as exc:
             if isinstance(exc, anyio.get_cancelled_exc_class()):
@@ -334,12 +381,24 @@ def build_mcp_server(name: str, recorder: _Recorder) -> Any:
         result: str = await run("headers", {}, ctx, body)
         return result
 
+    if crashable:
+
+        @server.tool(name="crash", description="End the server process at once (exit status 70).")
+        async def crash_tool(ctx: Context[Any, Any]) -> str:
+            async def body() -> str:
+                os._exit(70)
+
+            result: str = await run("crash", {}, ctx, body)
+            return result
+
     return server
 
 
-def _recording_app(name: str, recorder: _Recorder, *, json_response: bool = False) -> Any:
+def _recording_app(
+    name: str, recorder: _Recorder, *, json_response: bool = False, crashable: bool = False
+) -> Any:
     """The MCP Starlette app wrapped in an ASGI layer that records each HTTP request."""
-    mcp_server = build_mcp_server(name, recorder)
+    mcp_server = build_mcp_server(name, recorder, crashable=crashable)
     inner = mcp_server.streamable_http_app(json_response=json_response, session_idle_timeout=None)
 
     async def app(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]], send: Any) -> None:
@@ -369,6 +428,13 @@ def _recording_app(name: str, recorder: _Recorder, *, json_response: bool = Fals
                 "time": time.time(),
             }
         )
+        status = recorder.next_failure()
+        if status is not None:
+            await send(
+                {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]}
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -394,42 +460,65 @@ def _listen_socket(port: int) -> socket.socket:
 
 
 class _ThreadServer:
-    """uvicorn in its own thread and asyncio loop."""
+    """uvicorn in its own thread and asyncio loop.
 
-    def __init__(self, app: Any, sock: socket.socket) -> None:
-        import uvicorn
+    The app is built inside that loop: the SDK's server creates anyio primitives, which
+    bind to the event loop running when they are made (a trio test's, otherwise).
+    """
 
+    def __init__(self, make_app: Callable[[], Any], sock: socket.socket) -> None:
         self.sock = sock
+        self._make_app = make_app
         self.loop: asyncio.AbstractEventLoop | None = None
-        config = uvicorn.Config(
-            app, log_level="warning", log_config=None, lifespan="on", timeout_graceful_shutdown=1
-        )
-        self.server = uvicorn.Server(config)
+        self.server: Any = None
         self.thread = threading.Thread(target=self._run, name="recording-server", daemon=True)
-        self.started = threading.Event()
+        self.ready = threading.Event()
         self.error: BaseException | None = None
+        self._stopping = False
 
     def _run(self) -> None:
+        import uvicorn
+
         async def main() -> None:
             self.loop = asyncio.get_running_loop()
-            await self.server.serve(sockets=[self.sock])
+            config = uvicorn.Config(
+                self._make_app(),
+                log_level="warning",
+                log_config=None,
+                lifespan="on",
+                timeout_graceful_shutdown=1,
+            )
+            self.server = uvicorn.Server(config)
+            self.server.should_exit = self._stopping
+            serving = asyncio.ensure_future(self.server.serve(sockets=[self.sock]))
+            # uvicorn offers no startup callback or event: poll its flag, on the server's loop.
+            while not self.server.started and not serving.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+            self.ready.set()
+            await serving
 
         try:
             asyncio.run(main())
         except BaseException as exc:  # reported to the starting task
             self.error = exc
         finally:
-            self.started.set()
+            self.ready.set()
 
     def start(self) -> None:
         self.thread.start()
-        while not self.server.started and self.thread.is_alive():
-            self.started.wait(0.005)
-        if not self.server.started:
+        self.ready.wait()
+        if self.server is None or not self.server.started:
+            self.thread.join(10)
             raise RuntimeError(f"recording server failed to start: {self.error!r}")
 
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
     def stop(self) -> None:
-        self.server.should_exit = True
+        self._stopping = True
+        if self.server is not None:
+            self.server.should_exit = True
         self.thread.join(10)
 
 
@@ -472,7 +561,9 @@ class RecordingServer:
         """Start serving (blocking until the socket accepts)."""
         sock = _listen_socket(self._port)
         self._port = sock.getsockname()[1]
-        self._thread = _ThreadServer(_recording_app(self.name, self._recorder, json_response=self._json_response), sock)
+        self._thread = _ThreadServer(
+            partial(_recording_app, self.name, self._recorder, json_response=self._json_response), sock
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -507,12 +598,12 @@ class RecordingServer:
         return _filter_calls(self._recorder.snapshot()[1], tool)
 
     def clear(self) -> None:
-        """Forget everything recorded so far."""
+        """Forget everything recorded so far, and any `fail_next` still pending."""
         self._recorder.clear()
+        with self._recorder._lock:
+            self._recorder.failures.clear()
 
-    async def wait_for(
-        self, predicate: Callable[[RecordingServer], bool], *, timeout: float = 10.0
-    ) -> None:
+    async def wait_for(self, predicate: Callable[[RecordingServer], bool], *, timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (checked whenever a record arrives)."""
         ok = await anyio.to_thread.run_sync(
             lambda: self._recorder.wait(lambda: predicate(self), timeout), abandon_on_cancel=True
@@ -520,7 +611,9 @@ class RecordingServer:
         if not ok:
             raise TimeoutError(f"recording server {self.name!r}: condition not met within {timeout} s")
 
-    async def wait_for_calls(self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0) -> list[RecordedToolCall]:
+    async def wait_for_calls(
+        self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0
+    ) -> list[RecordedToolCall]:
         """Wait until ``count`` calls of ``tool`` (optionally with ``outcome``) were recorded."""
 
         def match(s: RecordingServer) -> bool:
@@ -528,6 +621,14 @@ class RecordingServer:
 
         await self.wait_for(match, timeout=timeout)
         return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
+
+    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
+        """Answer the next ``count`` HTTP requests with ``status`` and an empty body.
+
+        They are still recorded. For tests of retries and error mapping.
+        """
+        with self._recorder._lock:
+            self._recorder.failures.extend([status] * count)
 
     def release(self, key: str = "default") -> None:
         """Let every ``block(key)`` call, current and future, return."""
@@ -560,19 +661,28 @@ class SubprocessRecordingServer:
 
     @property
     def port(self) -> int:
+        """The bound port (after the first start; kept by `restart`)."""
         return self._port
 
     @property
     def url(self) -> str:
+        """The MCP endpoint, ``http://127.0.0.1:PORT/mcp``."""
         if not self._port:
             raise RuntimeError("the server is not started")
         return f"http://127.0.0.1:{self._port}/mcp"
 
     @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
+        """Whether the child process is alive."""
         return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
+        """Start the child on `port` (a free one the first time if 0); blocks until it serves."""
         if self.running:
             raise RuntimeError("already running")
         sock = _listen_socket(self._port)
@@ -581,8 +691,9 @@ class SubprocessRecordingServer:
         args += ["--name", self.name, "--record", str(self._record)]
         if self._json_response:
             args.append("--json-response")
+        env = {**os.environ, **_child_pythonpath(os.environ)}
         self._proc = subprocess.Popen(
-            args, pass_fds=(sock.fileno(),), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+            args, pass_fds=(sock.fileno(),), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
         )
         sock.close()
         assert self._proc.stdout is not None
@@ -623,8 +734,16 @@ class SubprocessRecordingServer:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        # The record file outlives the process (and is removed with this object), so
+        # tests can assert on what it received after the block.
         await anyio.to_thread.run_sync(self.stop)
-        self._dir.cleanup()
+
+    def __enter__(self) -> SubprocessRecordingServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def requests(self, method: str | None = None) -> list[RecordedRequest]:
         return _filter_requests(_read_jsonl(self._record)[0], method)
@@ -636,26 +755,49 @@ class SubprocessRecordingServer:
         with open(self._record, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"kind": "clear", "data": {}}) + "\n")
 
+    async def wait_for(
+        self, predicate: Callable[[SubprocessRecordingServer], bool], *, timeout: float = 10.0
+    ) -> None:
+        """Wait until ``predicate(self)`` holds (the record file is re-read as it grows)."""
+        with anyio.move_on_after(timeout):
+            # Records arrive by a file another process appends to: nothing to wait on but time.
+            while not predicate(self):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+            return
+        raise TimeoutError(f"recording server {self.name!r}: condition not met within {timeout} s")
+
     async def wait_for_calls(
         self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0
     ) -> list[RecordedToolCall]:
-        """Wait until ``count`` calls of ``tool`` were recorded (the file is re-read as it grows)."""
-        with anyio.fail_after(timeout):
-            while True:
-                calls = [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
-                if len(calls) >= count:
-                    return calls
-                await anyio.sleep(0.01)  # a poll of the record file, bounded by the deadline
+        """Wait until ``count`` calls of ``tool`` (optionally with ``outcome``) were recorded."""
+
+        def matching() -> list[RecordedToolCall]:
+            return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
+
+        await self.wait_for(lambda _: len(matching()) >= count, timeout=timeout)
+        return matching()
+
+
+def _child_pythonpath(environ: Mapping[str, str]) -> dict[str, str]:
+    """``PYTHONPATH`` for a child ``python -m codex_runtime.testing``, wherever this copy lives."""
+    root = str(Path(__file__).resolve().parent.parent)
+    existing = environ.get("PYTHONPATH")
+    return {"PYTHONPATH": root if not existing else os.pathsep.join((root, existing))}
 
 
 def stdio_server_config(name: str, record_file: str | os.PathLike[str], **config: Any) -> Any:
-    """A `ServerConfig` that runs the recording server over stdio, recording into a file."""
+    """A `ServerConfig` that runs the recording server over stdio, recording into a file.
+
+    Extra keyword arguments go to `ServerConfig` (e.g. ``headers``, ``apps``).
+    """
     from .client import ServerConfig
 
+    env = {**_child_pythonpath(os.environ), **dict(config.pop("env", None) or {})}
     return ServerConfig(
         name=name,
         command=sys.executable,
         args=("-m", "codex_runtime.testing", "stdio", "--name", name, "--record", str(record_file)),
+        env=env,
         **config,
     )
 
@@ -680,21 +822,22 @@ class StdioRecording:
 def _serve_fd(fd: int, name: str, record: Path, json_response: bool) -> None:
     recorder = _Recorder(record)
     sock = socket.socket(fileno=fd)
-    server = _ThreadServer(_recording_app(name, recorder, json_response=json_response), sock)
+    app = partial(_recording_app, name, recorder, json_response=json_response, crashable=True)
+    server = _ThreadServer(app, sock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     with contextlib.suppress(KeyboardInterrupt):
-        while not stop.wait(0.5) and server.thread.is_alive():
+        while not stop.wait(0.5) and server.alive:
             pass
     server.stop()
 
 
 def _serve_stdio(name: str, record: Path) -> None:
     recorder = _Recorder(record)
-    mcp_server = build_mcp_server(name, recorder)
+    mcp_server = build_mcp_server(name, recorder, crashable=True)
 
     async def record_messages(ctx: Any, call_next: Any) -> Any:
         recorder.add_request(

@@ -217,10 +217,10 @@ async def test_turn_entries_travel_only_on_tool_calls_sent_inside_the_turn(serve
                 client.clear_turn_headers("t1")
                 await client.call_tool("echo", {"text": "after clear"})
                 client.set_turn_headers("t1", {"x-turn": "t1"})
-    await_outside = McpClient(config_for(server, protocol="legacy"))
-    await_outside.set_turn_headers("t1", {"x-turn": "t1"})
-    async with await_outside:
-        await await_outside.call_tool("echo", {"text": "no turn bound"})
+    unbound = McpClient(config_for(server, protocol="legacy"))
+    unbound.set_turn_headers("t1", {"x-turn": "t1"})
+    async with unbound:  # no turn bound at all
+        await unbound.call_tool("echo", {"text": "no turn bound"})
 
     got = calls_by_text(server)
     for text in ("inside", "child"):
@@ -250,7 +250,9 @@ async def test_two_turns_on_one_client_never_cross(server: RecordingServer, prot
 
         async def one(turn: str, index: int) -> None:
             with bind_turn(turn):
-                await client.call_tool("echo", {"text": f"{turn}/{index}"}, headers={"x-call": f"{turn}/{index}"})
+                await client.call_tool(
+                    "echo", {"text": f"{turn}/{index}"}, headers={"x-call": f"{turn}/{index}"}
+                )
 
         async with anyio.create_task_group() as tg:
             for index in range(100):
@@ -263,7 +265,12 @@ async def test_two_turns_on_one_client_never_cross(server: RecordingServer, prot
     for call in calls:
         text = call.arguments["text"]
         turn = text.split("/")[0]
-        seen = (call.header("x-turn-id"), call.header("x-turn-lazy"), call.meta.get("turn"), call.header("x-call"))
+        seen = (
+            call.header("x-turn-id"),
+            call.header("x-turn-lazy"),
+            call.meta.get("turn"),
+            call.header("x-call"),
+        )
         if seen != (turn, f"{turn}-lazy", turn, text):
             crossed.append((text, seen))
     assert crossed == []
@@ -329,7 +336,14 @@ INVALID_HEADERS = [
     pytest.param({"x-v": 7}, id="value-not-str"),
     *[
         pytest.param({name: "v"}, id=f"protected-{name}")
-        for name in ("traceparent", "tracestate", "mcp-session-id", "host", "Content-Length", "mcp-protocol-version")
+        for name in (
+            "traceparent",
+            "tracestate",
+            "mcp-session-id",
+            "host",
+            "Content-Length",
+            "mcp-protocol-version",
+        )
     ],
 ]
 
@@ -447,7 +461,10 @@ async def test_concurrent_calls_are_not_serialized(server: RecordingServer, prot
 async def test_a_killed_server_fails_only_its_own_client(server: RecordingServer, protocol: str) -> None:
     async with RecordingServer.subprocess("dying") as dying:
         options: dict[str, Any] = {"protocol": protocol, "startup_timeout": 5.0}
-        async with McpClient(config_for(dying, **options)) as doomed, McpClient(config_for(server, **options)) as ok:
+        async with (
+            McpClient(config_for(dying, **options)) as doomed,
+            McpClient(config_for(server, **options)) as ok,
+        ):
             errors: list[BaseException] = []
 
             async def pending_call() -> None:
@@ -486,13 +503,34 @@ async def test_a_restarted_server_is_answered_by_the_next_call(protocol: str) ->
         async with McpClient(config_for(restarting, protocol=protocol)) as client:
             await client.call_tool("echo", {"text": "before"})
             await anyio.to_thread.run_sync(restarting.restart)
-            # Legacy: the old session is gone, so the client re-initializes and resends once
-            # (the server refused the call before running it); 2026-07-28 has no session.
-            result = await client.call_tool("echo", {"text": "after"})
-            assert not result.is_error
-    assert [c.arguments["text"] for c in restarting.tool_calls("echo")] == ["before", "after"]
+            # Legacy: the old session is gone, so the client re-initializes (once, for all
+            # concurrent callers) and resends each call once: the server refused them
+            # before running them. 2026-07-28 has no session to lose.
+            async with anyio.create_task_group() as tg:
+                for index in range(10):
+                    tg.start_soon(partial(client.call_tool, "echo", {"text": f"after {index}"}))
+    texts = sorted(c.arguments["text"] for c in restarting.tool_calls("echo"))
+    assert texts == sorted(["before", *(f"after {index}" for index in range(10))])
+    assert all(c.outcome == "ok" for c in restarting.tool_calls("echo"))
     if protocol == "legacy":
         assert len(restarting.requests("initialize")) == 2
+
+
+async def test_connecting_retries_transient_http_errors(server: RecordingServer) -> None:
+    server.fail_next(2, status=503)
+    async with McpClient(config_for(server, protocol="legacy")) as client:
+        assert client.connected
+        await client.call_tool("echo", {"text": "connected"})
+    assert [r.method for r in server.requests("POST")][:3] == ["initialize"] * 3
+
+
+async def test_connecting_does_not_retry_other_http_errors(server: RecordingServer) -> None:
+    server.fail_next(1, status=401)
+    with pytest.raises(ServerUnavailableError) as info:
+        async with McpClient(config_for(server, protocol="legacy")):
+            pass
+    assert info.value.server == "rec"
+    assert [r.method for r in server.requests()] == ["initialize"]
 
 
 async def test_unreachable_server_raises_server_unavailable() -> None:
@@ -528,7 +566,7 @@ async def test_tool_failure_is_a_result_not_an_exception(server: RecordingServer
     assert result.is_error
     assert result.content[0].text == "nope"  # type: ignore[union-attr]
     [tool_call] = server.tool_calls("fail")
-    assert tool_call.outcome == "ok"
+    assert tool_call.outcome == "error"
 
 
 @PROTOCOLS
@@ -542,10 +580,12 @@ async def test_unknown_tool_raises_tool_call_error(server: RecordingServer, prot
 
 
 @PROTOCOLS
-async def test_timeout_raises_and_cancels_the_call_on_the_server(server: RecordingServer, protocol: str) -> None:
+async def test_timeout_raises_and_cancels_the_call_on_the_server(
+    server: RecordingServer, protocol: str
+) -> None:
     async with McpClient(config_for(server, protocol=protocol)) as client:
         with pytest.raises(ToolTimeoutError) as info:
-            await client.call_tool("sleep", {"seconds": 30}, timeout=0.3)
+            await client.call_tool("sleep", {"seconds": 30}, timeout=0.5)
         assert isinstance(info.value, ToolCallError)
         assert info.value.tool == "sleep"
         [cancelled] = await server.wait_for_calls("sleep", 1, outcome="cancelled")
@@ -559,7 +599,12 @@ async def test_argument_errors_raise_before_sending(server: RecordingServer) -> 
             await client.call_tool("echo", {"text": "x"}, timeout=0)
         with pytest.raises(TypeError):
             await client.call_tool("echo", ["not", "a", "mapping"])  # type: ignore[arg-type]
-    assert server.requests("tools/call") == []
+        with pytest.raises(TypeError):
+            await client.call_tool("echo", {"text": object()})
+        with pytest.raises(TypeError):
+            await client.call_tool("echo", {"text": "x"}, meta={"k": object()})
+        assert server.requests("tools/call") == []
+        assert not (await client.call_tool("echo", {"text": "still usable"})).is_error
 
 
 # -- egress and secrets ----------------------------------------------------------------------
@@ -592,7 +637,9 @@ async def test_reserved_meta_keys_reach_only_apps_servers(server: RecordingServe
 
 async def test_reprs_never_show_secret_values(server: RecordingServer) -> None:
     secret = "sk-" + uuid.uuid4().hex
-    config = config_for(server, headers={"authorization": f"Bearer {secret}", "x-api-key": secret, "x-plain": "p"})
+    config = config_for(
+        server, headers={"authorization": f"Bearer {secret}", "x-api-key": secret, "x-plain": "p"}
+    )
     headers = Headers({"Authorization": f"Bearer {secret}", "x-tenant": "t"})
     client = McpClient(config)
     for text in (repr(config), str(config), repr(headers), str(headers), repr(client)):
@@ -608,13 +655,18 @@ async def test_log_records_never_contain_secrets(
 ) -> None:
     static_secret, turn_secret, call_secret = (uuid.uuid4().hex for _ in range(3))
     config = config_for(
-        server, protocol="legacy", header_delivery=delivery, headers={"authorization": f"Bearer {static_secret}"}
+        server,
+        protocol="legacy",
+        header_delivery=delivery,
+        headers={"authorization": f"Bearer {static_secret}"},
     )
     with caplog.at_level(logging.DEBUG):
         async with McpClient(config) as client:
             client.set_turn_headers("t", {"x-api-key": turn_secret})
             with bind_turn("t"):
-                await client.call_tool("sleep", {"seconds": 0}, headers={"authorization": f"Bearer {call_secret}"})
+                await client.call_tool(
+                    "sleep", {"seconds": 0}, headers={"authorization": f"Bearer {call_secret}"}
+                )
                 with pytest.raises(ToolTimeoutError):
                     await client.call_tool("sleep", {"seconds": 5}, timeout=0.05)
     client_records = [r for r in caplog.records if not r.name.startswith(("mcp.server", "uvicorn"))]
@@ -625,3 +677,17 @@ async def test_log_records_never_contain_secrets(
             assert secret not in text, (record.name, record.getMessage()[:200])
     [call] = [c for c in server.requests("tools/call") if c.arguments == {"seconds": 0}]
     assert call.header("authorization") == f"Bearer {call_secret}"
+
+
+async def test_a_crashed_stdio_server_is_restarted_by_the_next_call(tmp_path: Path) -> None:
+    record = tmp_path / "stdio.jsonl"
+    async with McpClient(stdio_server_config("local", record)) as client:
+        with pytest.raises(ServerUnavailableError) as info:
+            await client.call_tool("crash")
+        assert info.value.server == "local"
+        result = await client.call_tool("echo", {"text": "after the crash"})
+        assert not result.is_error
+    recording = StdioRecording(record)
+    handshakes = [r for r in recording.requests() if r.method in ("initialize", "server/discover")]
+    assert len(handshakes) == 2  # one per server process
+    assert [c.arguments for c in recording.tool_calls("echo")] == [{"text": "after the crash"}]

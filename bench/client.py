@@ -1,0 +1,243 @@
+"""`McpClient` against the bare mcp SDK client, side by side on one recording server.
+
+(a) Sequential ``tools/call`` latency: the bare SDK ``Client.call_tool`` against
+``McpClient.call_tool`` carrying 3 turn headers (one a callable), 2 call headers and
+trace context. Both run under the same OpenTelemetry SDK tracer provider (spans are
+created and exported to a discarding exporter), so trace costs are on both sides.
+The two sides alternate in rounds, so drift of the machine hits both alike.
+
+(b) Concurrency: N concurrent ``sleep(d)`` calls on one client; wall time divided by d
+(1.0 would be perfect overlap; a serializing client would give N).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from codex_runtime.client import McpClient, ServerConfig, bind_turn
+from codex_runtime.testing import RecordingServer
+
+DESCRIPTION = "McpClient.call_tool vs the bare SDK: sequential overhead ratio, concurrent calls"
+
+LATENCY_GOAL = 1.05
+CONCURRENCY_GOAL = 1.5
+
+
+class _DiscardingExporter(SpanExporter):
+    """Exports nowhere: span creation and processing are paid, no I/O."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _install_tracer_provider() -> None:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(_DiscardingExporter()))
+    trace.set_tracer_provider(provider)
+
+
+@asynccontextmanager
+async def _server(kind: str) -> AsyncIterator[Any]:
+    if kind == "subprocess":
+        async with RecordingServer.subprocess("bench") as server:
+            yield server
+    else:
+        async with RecordingServer("bench") as server:
+            yield server
+
+
+@asynccontextmanager
+async def _bare_client(url: str, protocol: str) -> AsyncIterator[Client]:
+    timeout = httpx2.Timeout(30.0, read=300.0)
+    async with httpx2.AsyncClient(timeout=timeout) as http:
+        async with Client(streamable_http_client(url, http_client=http), mode=protocol) as client:
+            await client.list_tools()  # as McpClient does at connect
+            yield client
+
+
+def _server_cpu(server: Any) -> float | None:
+    """CPU seconds used so far by a subprocess server (Linux ``/proc``), else None."""
+    pid = getattr(server, "pid", None)
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Side:
+    """Samples of one side: per-call latency, and CPU of this process and of the server."""
+
+    def __init__(self, call: Callable[[], Awaitable[Any]]) -> None:
+        self.call = call
+        self.latencies: list[float] = []
+        self.client_cpu = 0.0
+        self.server_cpu: float | None = 0.0
+
+    async def run(self, count: int, server: Any, *, record: bool = True) -> None:
+        cpu, server_cpu = time.process_time(), _server_cpu(server)
+        latencies = []
+        for _ in range(count):
+            start = time.perf_counter()
+            await self.call()
+            latencies.append(time.perf_counter() - start)
+        if not record:
+            return
+        self.latencies += latencies
+        self.client_cpu += time.process_time() - cpu
+        after = _server_cpu(server)
+        if server_cpu is None or after is None or self.server_cpu is None:
+            self.server_cpu = None
+        else:
+            self.server_cpu += after - server_cpu
+
+    def cpu_line(self) -> str:
+        calls = len(self.latencies)
+        text = f"this process {_us(self.client_cpu / calls)}"
+        if self.server_cpu is not None:
+            text += f", server {_us(self.server_cpu / calls)}"
+        return f"CPU per call: {text}"
+
+
+async def _concurrent_wall(call: Callable[[], Awaitable[Any]], count: int) -> float:
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(count):
+            tg.start_soon(call)
+    return time.perf_counter() - start
+
+
+def _us(seconds: float) -> str:
+    return f"{seconds * 1e6:.0f} µs"
+
+
+async def _run(args: argparse.Namespace) -> int:
+    tracer = trace.get_tracer("bench")
+    metadata = {"model": "gpt-bench", "reasoning_effort": "low"}
+    per_round = max(1, args.calls // args.rounds)
+    no_sleep = {"seconds": 0}
+
+    async with _server(args.server) as server:
+        config = ServerConfig(name="bench", url=server.url, protocol=args.protocol, tool_timeout=120.0)
+        async with _bare_client(server.url, args.protocol) as bare, McpClient(config) as client:
+            client.set_turn_headers(
+                "bench-turn",
+                {
+                    "session_id": "bench-session",
+                    "x-codex-turn-metadata": lambda: json.dumps(metadata, separators=(",", ":")),
+                    "x-turn-extra": "bench",
+                },
+            )
+            call_headers = {"x-tenant": "tenant-1", "x-request-id": "req-1"}
+
+            async def bare_call() -> None:
+                await bare.call_tool("sleep", no_sleep)
+
+            async def runtime_call() -> None:
+                await client.call_tool("sleep", no_sleep, headers=call_headers)
+
+            sides = {"bare": _Side(bare_call), "runtime": _Side(runtime_call)}
+            with bind_turn("bench-turn"), tracer.start_as_current_span("bench"):
+                for side in sides.values():  # warm up connections and code paths
+                    await side.run(args.warmup, server, record=False)
+                for index in range(args.rounds):
+                    order = ("bare", "runtime") if index % 2 == 0 else ("runtime", "bare")
+                    for name in order:
+                        await sides[name].run(per_round, server)
+
+            async def sleep_bare() -> None:
+                await bare.call_tool("sleep", {"seconds": args.sleep})
+
+            async def sleep_runtime() -> None:
+                await client.call_tool("sleep", {"seconds": args.sleep})
+
+            walls: dict[str, list[float]] = {"bare": [], "runtime": []}
+            with tracer.start_as_current_span("bench-concurrency"):
+                for _ in range(args.repeat):
+                    walls["bare"].append(await _concurrent_wall(sleep_bare, args.concurrency))
+                    walls["runtime"].append(await _concurrent_wall(sleep_runtime, args.concurrency))
+
+    bare, runtime = sides["bare"], sides["runtime"]
+    bare_median = statistics.median(bare.latencies)
+    runtime_median = statistics.median(runtime.latencies)
+    ratio = runtime_median / bare_median
+    print(
+        f"bench client: python {platform.python_version()}, {os.cpu_count()} CPUs, backend {args.backend}, "
+        f"protocol {args.protocol}, server {args.server}"
+    )
+    print(
+        f"(a) sequential tools/call, {len(bare.latencies)} calls per side in {args.rounds} alternating rounds"
+    )
+    print(f"    bare SDK Client.call_tool: median {_us(bare_median)} per call; {bare.cpu_line()}")
+    print(
+        f"    McpClient.call_tool (3 turn + 2 call headers, trace): median {_us(runtime_median)} per call; "
+        f"{runtime.cpu_line()}"
+    )
+    verdict = "ok" if ratio <= LATENCY_GOAL else "ABOVE GOAL"
+    print(
+        f"    ratio {ratio:.3f} (goal <= {LATENCY_GOAL}: {verdict}); "
+        f"difference {_us(runtime_median - bare_median)} per call"
+    )
+    print(
+        f"(b) {args.concurrency} concurrent sleep({args.sleep:g}) calls on one client, "
+        f"median of {args.repeat}"
+    )
+    for name, label in (("bare", "bare SDK Client"), ("runtime", "McpClient")):
+        wall = statistics.median(walls[name])
+        print(f"    {label}: wall {wall:.3f} s = {wall / args.sleep:.2f} x sleep")
+    client_floor = args.concurrency * bare.client_cpu / len(bare.latencies)
+    floor = f"    CPU needed for {args.concurrency} calls: this process ~{client_floor:.3f} s (bare SDK)"
+    if bare.server_cpu is not None:
+        floor += f", the server ~{args.concurrency * bare.server_cpu / len(bare.latencies):.3f} s"
+    print(floor + f" (the sleep is {args.sleep:g} s: 1.0 x needs both well below it)")
+    concurrency_ratio = statistics.median(walls["runtime"]) / args.sleep
+    verdict = "ok" if concurrency_ratio <= CONCURRENCY_GOAL else "ABOVE GOAL"
+    print(f"    McpClient wall / sleep {concurrency_ratio:.2f} (goal <= {CONCURRENCY_GOAL}: {verdict})")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench client", description=DESCRIPTION)
+    parser.add_argument("--calls", type=int, default=2000, help="sequential calls per side (default 2000)")
+    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
+    parser.add_argument("--warmup", type=int, default=50, help="unmeasured calls per side first (default 50)")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent calls in (b) (default 64)")
+    parser.add_argument(
+        "--sleep", type=float, default=0.1, help="seconds each call in (b) sleeps (default 0.1)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="repetitions of (b) (default 3)")
+    parser.add_argument("--protocol", choices=("auto", "legacy"), default="auto")
+    parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
+    parser.add_argument(
+        "--server",
+        choices=("subprocess", "thread"),
+        default="subprocess",
+        help="where the recording server runs (default: its own process, off this one's CPU)",
+    )
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.calls < 1 or args.rounds < 1 or args.concurrency < 1 or args.sleep <= 0 or args.repeat < 1:
+        parser.error("counts must be positive")
+    _install_tracer_provider()
+    result: int = anyio.run(partial(_run, args), backend=args.backend)
+    return result

@@ -1,0 +1,401 @@
+"""`ProviderStub`: a stand-in OpenAI-compatible Chat Completions server on loopback.
+
+It answers ``POST /v1/chat/completions`` with scripted replies (text, tool calls, HTTP
+errors, malformed bodies) and records every request it receives (method, path, headers,
+JSON body), so tests and examples can check what a model provider was sent::
+
+    async with ProviderStub([
+        StubReply.tool_calls(("apps__echo", {"text": "hi"})),
+        StubReply.text("done"),
+    ]) as provider:
+        model = OpenAIChatModel(provider.base_url, "stub-model", api_key="sk-test")
+        ...
+        first, second = provider.chat_requests()
+        assert first.header("authorization") == "Bearer sk-test"
+        assert second.messages[-1]["role"] == "tool"
+
+It is a Starlette app served by uvicorn on ``127.0.0.1`` in its own thread with its own
+asyncio loop, so the code under test may run on asyncio or trio (or in another process:
+``base_url`` is a real address). Replies are used in order, one per chat request; when
+none is left the stub answers HTTP 500 with a message saying so. A reply may also be a
+function of the recorded request (``lambda request: StubReply.text(...)``). A reply made
+with ``hold="key"`` is sent only after `ProviderStub.release` ("key"): a model call in
+flight, without timing. ``GET /v1/models`` lists the stub's model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import attrs
+
+__all__ = ["ProviderRequest", "ProviderStub", "StubReply"]
+
+
+@attrs.frozen
+class ProviderRequest:
+    """One HTTP request as the stub received it."""
+
+    http_method: str
+    path: str
+    header_pairs: tuple[tuple[str, str], ...]
+    body: Any
+    text: str
+    time: float
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers with lower-case names (the last value of a repeated name)."""
+        return dict(self.header_pairs)
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (case-insensitive), or None."""
+        name = name.lower()
+        for key, value in self.header_pairs:
+            if key == name:
+                return value
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        """Every value received for header ``name``."""
+        name = name.lower()
+        return [v for k, v in self.header_pairs if k == name]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """The ``messages`` of a chat request (empty otherwise)."""
+        messages = self.body.get("messages") if isinstance(self.body, dict) else None
+        return list(messages) if isinstance(messages, list) else []
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The ``tools`` of a chat request (empty otherwise)."""
+        tools = self.body.get("tools") if isinstance(self.body, dict) else None
+        return list(tools) if isinstance(tools, list) else []
+
+    @property
+    def tool_names(self) -> list[str]:
+        """The function names of the request's ``tools``."""
+        return [t["function"]["name"] for t in self.tools if isinstance(t, dict) and "function" in t]
+
+
+@attrs.frozen
+class StubReply:
+    """One scripted answer of the stub: a status, a JSON body (or raw bytes), a gate.
+
+    Build them with the class methods: `text`, `tool_calls`, `error`, `raw`.
+    """
+
+    status: int = 200
+    body: Any = None
+    raw: bytes | None = None
+    content_type: str = "application/json"
+    hold: str | None = None
+
+    @classmethod
+    def text(cls, text: str, *, finish_reason: str = "stop", hold: str | None = None) -> StubReply:
+        """An assistant answer without tool calls."""
+        message = {"role": "assistant", "content": text}
+        return cls(body=_completion(message, finish_reason), hold=hold)
+
+    @classmethod
+    def tool_calls(
+        cls,
+        *calls: tuple[str, Mapping[str, Any] | str] | tuple[str, Mapping[str, Any] | str, str],
+        text: str | None = None,
+        hold: str | None = None,
+    ) -> StubReply:
+        """An assistant answer asking for tool calls: ``(name, arguments[, id])`` each.
+
+        ``arguments`` given as a mapping are sent as JSON text (as providers do); given as
+        a `str` they are sent verbatim, e.g. to send invalid JSON.
+        """
+        wire = []
+        for index, call in enumerate(calls):
+            name, arguments = call[0], call[1]
+            call_id = call[2] if len(call) > 2 else f"call_stub_{index + 1}"
+            encoded = arguments if isinstance(arguments, str) else json.dumps(dict(arguments))
+            wire.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": encoded}})
+        message = {"role": "assistant", "content": text, "tool_calls": wire}
+        return cls(body=_completion(message, "tool_calls"), hold=hold)
+
+    @classmethod
+    def error(
+        cls, status: int, message: str, *, type: str = "invalid_request_error", hold: str | None = None
+    ) -> StubReply:
+        """An HTTP error with an OpenAI-style ``{"error": {...}}`` body."""
+        return cls(status=status, body={"error": {"message": message, "type": type, "code": None}}, hold=hold)
+
+    @classmethod
+    def raw_body(
+        cls,
+        content: str | bytes,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        hold: str | None = None,
+    ) -> StubReply:
+        """Exactly these bytes (e.g. malformed JSON)."""
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        return cls(status=status, raw=data, content_type=content_type, hold=hold)
+
+
+def _completion(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
+    return {
+        "object": "chat.completion",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+ReplySource = StubReply | str | Callable[[ProviderRequest], StubReply]
+
+
+class _State:
+    """Records and the reply queue, shared by the test's thread and the server's loop."""
+
+    def __init__(self, replies: Iterable[ReplySource], model: str) -> None:
+        self.lock = threading.Condition()
+        self.requests: list[ProviderRequest] = []
+        self.replies: list[ReplySource] = list(replies)
+        self.model = model
+        self.ids = itertools.count(1)
+        self.gates: dict[str, asyncio.Event] = {}
+        self.released: set[str] = set()
+
+
+def _build_app(state: _State) -> Any:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    async def record(request: Request) -> ProviderRequest:
+        raw = await request.body()
+        text = raw.decode("utf-8", "replace")
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        pairs = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw)
+        recorded = ProviderRequest(request.method, request.url.path, pairs, body, text, time.time())
+        with state.lock:
+            state.requests.append(recorded)
+            state.lock.notify_all()
+        return recorded
+
+    async def chat(request: Request) -> Response:
+        recorded = await record(request)
+        with state.lock:
+            source = state.replies.pop(0) if state.replies else None
+        if source is None:
+            reply = StubReply.error(
+                500, "ProviderStub: no scripted reply left for this request", type="stub_error"
+            )
+        elif isinstance(source, StubReply):
+            reply = source
+        elif isinstance(source, str):
+            reply = StubReply.text(source)
+        else:
+            reply = source(recorded)
+        if reply.hold is not None:
+            gate = state.gates.setdefault(reply.hold, asyncio.Event())
+            if reply.hold in state.released:
+                gate.set()
+            await gate.wait()
+        if reply.raw is not None:
+            return Response(reply.raw, status_code=reply.status, media_type=reply.content_type)
+        body = reply.body
+        if isinstance(body, dict) and body.get("object") == "chat.completion":
+            requested = recorded.body.get("model") if isinstance(recorded.body, dict) else None
+            body = {
+                "id": f"chatcmpl-stub-{next(state.ids)}",
+                "created": int(recorded.time),
+                "model": requested if isinstance(requested, str) else state.model,
+                **body,
+            }
+        return JSONResponse(body, status_code=reply.status)
+
+    async def models(request: Request) -> Response:
+        await record(request)
+        return JSONResponse({"object": "list", "data": [{"id": state.model, "object": "model"}]})
+
+    async def other(request: Request) -> Response:
+        await record(request)
+        return JSONResponse({"error": {"message": f"no route {request.url.path}", "type": "not_found"}}, 404)
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/chat/completions", chat, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/{path:path}", other, methods=methods),
+        ]
+    )
+
+
+class ProviderStub:
+    """A stand-in OpenAI-compatible server on ``127.0.0.1`` (see the module docstring).
+
+    Args:
+        replies: Scripted replies, used in order: `StubReply` objects, plain strings
+            (a text answer) or functions of the `ProviderRequest`.
+        port: Port to listen on; 0 picks a free one.
+        model: The model name ``GET /v1/models`` lists (answers echo the requested one).
+    """
+
+    def __init__(
+        self, replies: Iterable[ReplySource] = (), *, port: int = 0, model: str = "stub-model"
+    ) -> None:
+        self._state = _State(replies, model)
+        self._port = port
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- addresses -------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The bound port (after start)."""
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The API base, ``http://127.0.0.1:PORT/v1`` (what `OpenAIChatModel` takes)."""
+        if self._server is None:
+            raise RuntimeError("the provider stub is not started")
+        return f"http://127.0.0.1:{self._port}/v1"
+
+    # -- script and records ------------------------------------------------------------
+
+    def add(self, *replies: ReplySource) -> None:
+        """Append replies to the script."""
+        with self._state.lock:
+            self._state.replies.extend(replies)
+
+    @property
+    def pending(self) -> int:
+        """How many scripted replies are left."""
+        with self._state.lock:
+            return len(self._state.replies)
+
+    def requests(self, path: str | None = None) -> list[ProviderRequest]:
+        """Every recorded request, optionally only those to ``path``."""
+        with self._state.lock:
+            found = list(self._state.requests)
+        return found if path is None else [r for r in found if r.path == path]
+
+    def chat_requests(self) -> list[ProviderRequest]:
+        """The recorded chat-completion requests."""
+        return [r for r in self.requests() if r.path.endswith("/chat/completions")]
+
+    def clear(self) -> None:
+        """Forget the recorded requests and the remaining replies."""
+        with self._state.lock:
+            self._state.requests.clear()
+            self._state.replies.clear()
+
+    async def wait_for_requests(self, count: int = 1, *, timeout: float = 10.0) -> list[ProviderRequest]:
+        """Wait until ``count`` chat requests were received; return them."""
+
+        def wait() -> bool:
+            with self._state.lock:
+                return self._state.lock.wait_for(lambda: len(self.chat_requests()) >= count, timeout)
+
+        if not await anyio.to_thread.run_sync(wait, abandon_on_cancel=True):
+            raise TimeoutError(f"provider stub: {count} chat request(s) not received within {timeout} s")
+        return self.chat_requests()
+
+    def release(self, key: str) -> None:
+        """Let every reply held on ``key`` (current and future) be sent."""
+        self._state.released.add(key)
+        gate = self._state.gates.get(key)
+        loop = self._loop
+        if gate is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(gate.set)
+
+    def release_all(self) -> None:
+        """Release every held reply."""
+        for key in list(self._state.gates):
+            self.release(key)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start serving; returns once the socket accepts connections."""
+        import uvicorn
+
+        if self._server is not None:
+            raise RuntimeError("the provider stub is already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self._port))
+        sock.listen(128)
+        self._port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            _build_app(self._state),
+            log_level="warning",
+            log_config=None,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        server = uvicorn.Server(config)
+        failure: list[BaseException] = []
+        ready = threading.Event()
+
+        def serve() -> None:
+            async def main() -> None:
+                self._loop = asyncio.get_running_loop()
+                await server.serve(sockets=[sock])
+
+            try:
+                asyncio.run(main())
+            except BaseException as exc:  # reported to the starting thread
+                failure.append(exc)
+            finally:
+                ready.set()
+                sock.close()
+
+        thread = threading.Thread(target=serve, name="provider-stub", daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            ready.wait(0.005)
+        if not server.started:
+            raise RuntimeError(f"the provider stub failed to start: {failure[0] if failure else 'unknown'}")
+        self._server = server
+        self._thread = thread
+
+    def stop(self) -> None:
+        """Release held replies and stop serving."""
+        self.release_all()
+        server, self._server = self._server, None
+        thread, self._thread = self._thread, None
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            thread.join(10)
+
+    def __enter__(self) -> ProviderStub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ProviderStub:
+        await anyio.to_thread.run_sync(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await anyio.to_thread.run_sync(self.stop)
