@@ -13,14 +13,16 @@ body; after a grace period (``abort_grace``, default 0.1 s) the body itself is c
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import logging
 import math
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import anyio
@@ -473,6 +475,97 @@ class TurnHandle:
         return f"<TurnHandle {self._turn!r}>"
 
 
+class _TurnBlock(AbstractAsyncContextManager[Turn]):
+    """One turn's life around an ``async with`` block (`Session.turn`, `Session.start_turn`).
+
+    One cancel scope spans the start hooks and the block, so that an abort reaches
+    whichever runs; the turn binding spans them and the end hooks, so that everything
+    they send is this turn's. (A class rather than a generator: this is the hot path.)
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        metadata: Mapping[str, Any] | None,
+        forwarded_headers: HeadersInput | None,
+        timeout: float | None,
+        on_created: Callable[[Turn], None] | None,
+    ) -> None:
+        self._session = session
+        self._args = (metadata, forwarded_headers, timeout)
+        self._on_created = on_created
+        self._turn: Turn | None = None
+        self._started: list[object] = []
+        self._token: contextvars.Token[str | None] | None = None
+
+    async def __aenter__(self) -> Turn:
+        if self._turn is not None:
+            raise RuntimeError("a turn context can be entered only once")
+        session = self._session
+        turn = self._turn = await session._begin(*self._args)
+        if self._on_created is not None:
+            self._on_created(turn)
+        self._token = _TURN_ID.set(turn.id)
+        scope = turn._scope = anyio.CancelScope()
+        scope.__enter__()
+        try:
+            await session._run_start_hooks(turn, self._started)
+        except BaseException as exc:  # only a cancellation from outside gets here
+            await self._end(exc)
+            raise
+        if turn._start_failure is not None:
+            await self._end(None)  # raises the start hook's error
+        if turn._abort_reason is None:
+            turn._transition(TurnState.RUNNING)
+        else:
+            scope.cancel()  # aborted while starting: the block gets no grace
+        return turn
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return await self._end(exc)
+
+    async def _end(self, exc: BaseException | None) -> bool:
+        """Leave the turn's scope with what the block raised (``exc``), end the turn, and
+        tell whether ``exc`` is swallowed (an abort); raise what must propagate instead."""
+        turn = self._turn
+        assert turn is not None and turn._scope is not None and self._token is not None
+        scope = turn._scope
+        error: BaseException | None = None
+        try:
+            try:
+                if isinstance(exc, TurnAbortedError) and turn._abort_reason is not None:
+                    exc = None  # the block was aborted: it exits quietly
+                if exc is None:
+                    scope.__exit__(None, None, None)
+                elif scope.__exit__(type(exc), exc, exc.__traceback__):
+                    exc = None  # the turn's own cancellation (an abort), absorbed by its scope
+                else:
+                    error = exc
+            except BaseException as caught:
+                error = caught
+            finally:
+                turn._scope = None
+            # A cancellation that escapes the turn's own scope came from outside: the turn
+            # is interrupted, its end hooks still run, and the cancellation goes on.
+            cancelled = error is not None and _only_cancellation(error)
+            await self._session._finish(
+                turn, self._started, None if cancelled else error, cancelled=cancelled
+            )
+        finally:
+            _TURN_ID.reset(self._token)
+        failure = turn._start_failure
+        if failure is not None:
+            raise failure.error
+        outcome = turn.outcome
+        if error is not None and (cancelled or (outcome is not None and outcome.state is TurnState.FAILED)):
+            if error is exc:
+                return False  # propagates as raised, with its own traceback
+            raise error
+        return True
+
+
 OnBusy = Literal["replace", "reject"]
 
 
@@ -789,7 +882,7 @@ class Session:
         ``timeout`` (default: the session's ``turn_timeout``) aborts the turn with reason
         ``timeout``.
         """
-        return self._turn_context(metadata, forwarded_headers, timeout, None)
+        return _TurnBlock(self, metadata, forwarded_headers, timeout, None)
 
     async def start_turn(
         self,
@@ -829,7 +922,7 @@ class Session:
             handle = TurnHandle(turn)
 
         try:
-            async with self._turn_context(metadata, forwarded_headers, timeout, created) as turn:
+            async with _TurnBlock(self, metadata, forwarded_headers, timeout, created) as turn:
                 assert handle is not None
                 task_status.started(handle)
                 reported = True
@@ -841,59 +934,6 @@ class Session:
             if not reported:
                 task_status.started(handle)  # a start hook failed: the outcome tells
             logger.debug("turn %s ended with %s", handle.turn.id, type(exc).__name__)
-
-    @asynccontextmanager
-    async def _turn_context(
-        self,
-        metadata: Mapping[str, Any] | None,
-        forwarded_headers: HeadersInput | None,
-        timeout: float | None,
-        on_created: Callable[[Turn], None] | None,
-    ) -> AsyncIterator[Turn]:
-        turn = await self._begin(metadata, forwarded_headers, timeout)
-        if on_created is not None:
-            on_created(turn)
-        started: list[object] = []
-        error: BaseException | None = None
-        cancelled = False
-        # One cancel scope around the start hooks and the body, so that an abort reaches
-        # whichever runs; one turn binding around them and the end hooks, so that all
-        # they send is this turn's.
-        token = _TURN_ID.set(turn.id)
-        try:
-            scope = turn._scope = anyio.CancelScope()
-            try:
-                with scope:
-                    await self._run_start_hooks(turn, started)
-                    if turn._start_failure is None:
-                        if turn._abort_reason is None:
-                            turn._transition(TurnState.RUNNING)
-                        else:
-                            scope.cancel()  # aborted while starting: the body gets no grace
-                        try:
-                            yield turn
-                        except TurnAbortedError:
-                            if turn._abort_reason is None:
-                                raise
-            except BaseException as exc:
-                # A cancellation that escapes the turn's own scope came from outside: the
-                # turn is interrupted, its end hooks still run, and the cancellation goes on.
-                cancelled = _only_cancellation(exc)
-                error = exc
-            finally:
-                turn._scope = None
-            await self._finish(turn, started, None if cancelled else error, cancelled=cancelled)
-        finally:
-            _TURN_ID.reset(token)
-        if cancelled:
-            assert error is not None
-            raise error
-        failure = turn._start_failure
-        if failure is not None:
-            raise failure.error
-        outcome = turn.outcome
-        if error is not None and outcome is not None and outcome.state is TurnState.FAILED:
-            raise error
 
     async def _begin(
         self, metadata: Mapping[str, Any] | None, forwarded: HeadersInput | None, timeout: float | None

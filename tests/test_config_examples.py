@@ -1,4 +1,4 @@
-"""The configuration examples of docs/agent.md load as documented."""
+"""The configuration examples of README.md load as documented."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from codex_runtime import ConfigError, load_config
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "agent.md"
+DOC = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _block(language: str) -> str:
