@@ -16,10 +16,12 @@ from typing import Any, Literal
 from .client import McpClient
 from .headers import CodexRuntimeError, HeaderPolicy, validate_value
 from .session import Turn, TurnHook, TurnOutcome
+from .tracing import TraceTurns
 
 __all__ = [
     "ForwardHeaders",
     "InvalidMetadataError",
+    "TraceTurns",
     "TurnHeaders",
     "TurnHook",
     "turn_metadata",

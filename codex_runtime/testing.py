@@ -169,11 +169,16 @@ class _Recorder:
         self._order: list[str] = []
         self.gates: dict[str, asyncio.Event] = {}
         self.released: set[str] = set()
-        self.failures: list[int] = []  # HTTP statuses for the next requests, in order
+        # HTTP statuses for the next requests, in order, each for any method (None) or one.
+        self.failures: list[tuple[int, str | None]] = []
 
-    def next_failure(self) -> int | None:
+    def next_failure(self, method: str | None) -> int | None:
         with self._lock:
-            return self.failures.pop(0) if self.failures else None
+            for index, (status, only) in enumerate(self.failures):
+                if only is None or only == method:
+                    del self.failures[index]
+                    return status
+            return None
 
     def _write(self, kind: str, data: dict[str, Any]) -> None:
         if self._path is None:
@@ -428,7 +433,8 @@ def _recording_app(
                 "time": time.time(),
             }
         )
-        status = recorder.next_failure()
+        rpc_method = body.get("method") if isinstance(body, dict) else None
+        status = recorder.next_failure(rpc_method if isinstance(rpc_method, str) else None)
         if status is not None:
             await send(
                 {"type": "http.response.start", "status": status, "headers": [(b"content-length", b"0")]}
@@ -622,13 +628,14 @@ class RecordingServer:
         await self.wait_for(match, timeout=timeout)
         return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
 
-    def fail_next(self, count: int = 1, *, status: int = 503) -> None:
-        """Answer the next ``count`` HTTP requests with ``status`` and an empty body.
+    def fail_next(self, count: int = 1, *, status: int = 503, method: str | None = None) -> None:
+        """Answer the next ``count`` HTTP requests (of JSON-RPC ``method``, when given) with
+        ``status`` and an empty body.
 
         They are still recorded. For tests of retries and error mapping.
         """
         with self._recorder._lock:
-            self._recorder.failures.extend([status] * count)
+            self._recorder.failures.extend([(status, method)] * count)
 
     def release(self, key: str = "default") -> None:
         """Let every ``block(key)`` call, current and future, return."""

@@ -572,11 +572,6 @@ def test_bad_call_arguments_are_refused(env: Env, name: Any, arguments: Any, tim
         env.rejects((TypeError, ValueError), good_name_bad_rest)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="McpClient.call_tool lets pydantic's serialization error escape for arguments or _meta that are "
-    "not JSON values, instead of a TypeError (nothing is sent)",
-)
 @pytest.mark.parametrize("where", ["arguments", "meta"])
 def test_arguments_that_are_not_json_are_a_type_error(env: Env, where: str) -> None:
     async def call() -> None:
