@@ -32,7 +32,7 @@ from mcp_types import CallToolResult, TextContent, Tool
 
 from ._context import _TURN_ID, bind_turn, current_turn_id
 from .client import McpClient, ServerConfig, ServerUnavailableError, ToolCallError
-from .headers import CodexRuntimeError, Headers, HeadersInput
+from .headers import CodexRuntimeError, Headers, HeadersInput, InvalidHeaderError
 
 __all__ = [
     "AbortReason",
@@ -1002,11 +1002,16 @@ class Session:
                     return
                 if _only_cancellation(exc):
                     raise
-                logger.warning(
-                    "on_turn_start of %s failed; the turn fails before its body runs",
-                    _hook_name(hook),
-                    exc_info=exc,
-                )
+                if isinstance(exc, InvalidHeaderError | ValueError) and isinstance(exc, CodexRuntimeError):
+                    # Bad caller input (e.g. forwarded headers a gateway received): expected,
+                    # and logging a traceback per bad request would let callers flood the log.
+                    logger.info("on_turn_start of %s refused the turn: %s", _hook_name(hook), exc)
+                else:
+                    logger.warning(
+                        "on_turn_start of %s failed; the turn fails before its body runs",
+                        _hook_name(hook),
+                        exc_info=exc,
+                    )
                 turn._start_failure = HookFailure(_hook_name(hook), "start", exc)
                 return
             if turn._abort_reason is not None:

@@ -53,11 +53,16 @@ import attrs
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 
+from ._provider_stub import ProviderRequest, ProviderStub, StubReply
+
 __all__ = [
+    "ProviderRequest",
+    "ProviderStub",
     "RecordedRequest",
     "RecordedToolCall",
     "RecordingServer",
     "StdioRecording",
+    "StubReply",
     "stdio_server_config",
 ]
 
