@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import anyio
 
 from .client import ServerConfig, request_headers
+from .headers import redact
 from .hooks import TurnHeaders
 from .session import Session, Turn, TurnState
 from .testing import RecordedRequest, RecordingServer
@@ -52,20 +53,23 @@ async def run_demo(
     trace: bool = False,
 ) -> int:
     """Run the demo; return the process exit code (0 when every rule holds)."""
+    from . import tracing
+
     exporter: Any = None
     format_tree: Callable[[Any], str] | None = None
     if trace:
-        from . import tracing
-
         exporter = tracing.install_memory_exporter()
         format_tree = tracing.format_span_tree
+    else:
+        # With the OpenTelemetry SDK installed, record spans anyway so that the servers get
+        # real trace context (shown in the table); without it tracing stays a no-op.
+        try:
+            exporter = tracing.install_memory_exporter()
+        except tracing.TracingUnavailableError:
+            exporter = None
 
     async with RecordingServer("apps") as apps_srv, RecordingServer("tools") as tools_srv:
-        hooks: list[object] = [TurnHeaders()]
-        if trace:
-            from .tracing import TraceTurns
-
-            hooks.append(TraceTurns())
+        hooks: list[object] = [TurnHeaders(), tracing.TraceTurns()]
         configs = [
             ServerConfig(name="apps", url=apps_srv.url, apps=True, protocol=protocol),  # type: ignore[arg-type]
             ServerConfig(
@@ -197,6 +201,9 @@ def _check(
                     "traceparent": tp,
                     "trace_id": tp.split("-")[1] if tp and tp.count("-") == 3 else "-",
                     "call_headers": {k: v for k, v in req.headers.items() if k == "x-request-id"},
+                    "static_headers": redact(
+                        {k: v for k, v in req.headers.items() if k in ("x-client", "x-api-key")}
+                    ),
                 }
             )
             where = f"{server} {label}{' ' + str(req.tool_name) if req.tool_name else ''} ({key or '-'})"
@@ -247,17 +254,18 @@ def _print_table(out: TextIO, session: Session, turns: list[Turn], rows: list[di
     out.write("\nRequests received by the servers:\n")
     header = (
         f"  {'server':<6} {'method':<26} {'turn':<5} {'session_id':<10} "
-        f"{'x-request-id':<12} {'traceparent':<20}"
+        f"{'x-request-id':<12} {'static (x-client, x-api-key)':<30} {'traceparent':<20}"
     )
     out.write(header + "\n  " + "-" * (len(header) - 2) + "\n")
     for r in rows:
         method = r["method"] + (f" {r['tool']}" if r["tool"] else "")
         turn = str(r["turn"]) if r["turn"] is not None else ("?" if r["turn_id"] else "-")
+        static = ", ".join(r["static_headers"].values()) or "-"
         tp = r["traceparent"]
         tp_short = f"{tp[3:11]}..{tp[36:44]}" if tp and len(tp) >= 55 else "-"
         out.write(
             f"  {r['server']:<6} {method:<26} {turn:<5} {'yes' if r['session_id_present'] else '-':<10} "
-            f"{r['call_headers'].get('x-request-id', '-'):<12} {tp_short:<20}\n"
+            f"{r['call_headers'].get('x-request-id', '-'):<12} {static:<30} {tp_short:<20}\n"
         )
 
 
