@@ -195,8 +195,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "demo":
             from ._demo import run_demo
+            from .tracing import TracingUnavailableError
 
-            return anyio.run(lambda: run_demo(as_json=args.json, protocol=args.protocol, trace=args.trace))
+            try:
+                return anyio.run(
+                    lambda: run_demo(as_json=args.json, protocol=args.protocol, trace=args.trace)
+                )
+            except TracingUnavailableError as exc:
+                sys.stderr.write(f"codex-runtime demo: {exc}\n")
+                return EXIT_USAGE
         command = commands.get(args.command)
         if command is not None:
             return _run_command(command, args)

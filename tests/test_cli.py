@@ -384,3 +384,15 @@ def test_ctrl_c_interrupts_an_agent_turn_and_exits_130(config: str, provider: Pr
     data = json.loads(out)
     assert data["text"] is None
     assert (data["outcome"]["state"], data["outcome"]["abort_reason"]) == ("aborted", "interrupted")
+
+
+def test_demo_trace_without_the_otel_sdk_is_a_clear_usage_error() -> None:
+    code = (
+        "import sys; sys.modules['opentelemetry.sdk'] = None\n"
+        "from codex_runtime.cli import main\n"
+        "sys.exit(main(['demo', '--trace']))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'codex-runtime[otel]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
