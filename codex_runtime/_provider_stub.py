@@ -38,11 +38,13 @@ import anyio
 import anyio.to_thread
 import attrs
 
+from ._received import ReceivedHeaders
+
 __all__ = ["ProviderRequest", "ProviderStub", "StubReply"]
 
 
 @attrs.frozen
-class ProviderRequest:
+class ProviderRequest(ReceivedHeaders):
     """One HTTP request as the stub received it."""
 
     http_method: str
@@ -51,24 +53,6 @@ class ProviderRequest:
     body: Any
     text: str
     time: float
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Headers with lower-case names (the last value of a repeated name)."""
-        return dict(self.header_pairs)
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for key, value in self.header_pairs:
-            if key == name:
-                return value
-        return None
-
-    def header_values(self, name: str) -> list[str]:
-        """Every value received for header ``name``."""
-        name = name.lower()
-        return [v for k, v in self.header_pairs if k == name]
 
     @property
     def messages(self) -> list[dict[str, Any]]:

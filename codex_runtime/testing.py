@@ -54,6 +54,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 
 from ._provider_stub import ProviderRequest, ProviderStub, StubReply
+from ._received import ReceivedHeaders
 
 __all__ = [
     "ProviderRequest",
@@ -68,7 +69,7 @@ __all__ = [
 
 
 @attrs.frozen
-class RecordedRequest:
+class RecordedRequest(ReceivedHeaders):
     """One HTTP request as the server received it."""
 
     server: str
@@ -77,24 +78,6 @@ class RecordedRequest:
     header_pairs: tuple[tuple[str, str], ...]
     body: Any
     time: float
-
-    @property
-    def headers(self) -> dict[str, str]:
-        """Headers, lower-case names (the last value of a repeated name)."""
-        return {k: v for k, v in self.header_pairs}
-
-    def header(self, name: str) -> str | None:
-        """The value of header ``name`` (case-insensitive), or None."""
-        name = name.lower()
-        for key, value in self.header_pairs:
-            if key == name:
-                return value
-        return None
-
-    def header_values(self, name: str) -> list[str]:
-        """Every value received for header ``name``."""
-        name = name.lower()
-        return [v for k, v in self.header_pairs if k == name]
 
     @property
     def method(self) -> str | None:

@@ -20,6 +20,7 @@ LAYER_OF = {
     "_version": "version",
     "_demo": "cli",
     "_provider_stub": "testing",
+    "_received": "testing",
     "__main__": "cli",
     "__init__": "init",
 }
