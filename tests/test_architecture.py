@@ -21,6 +21,7 @@ LAYER_OF = {
     "_demo": "cli",
     "_provider_stub": "testing",
     "_received": "testing",
+    "_turn_model": "session",
     "__main__": "cli",
     "__init__": "init",
 }
