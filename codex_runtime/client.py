@@ -124,6 +124,56 @@ HeaderValue = str | Callable[[], str]
 MetaValue = Any
 
 
+#: JSON-RPC error code of the answer `_IsolatingTransport` makes up for a failed POST.
+TRANSPORT_FAILED = -32099
+
+
+class _IsolatingTransport(httpx2.AsyncBaseTransport):
+    """Confine a transport failure of one request's POST to that request.
+
+    The SDK lets an exception of any POST (a refused connection, a keep-alive connection
+    the server just closed) escape its transport task group, which fails every call in
+    flight on the connection. Instead, a JSON-RPC request whose POST fails before any
+    response arrives gets a made-up JSON-RPC error answer (code `TRANSPORT_FAILED`), which
+    the SDK hands to that request's caller alone. The request is not resent: whether the
+    server saw it is unknown. Other requests (notifications, the GET stream, DELETE) fail
+    as before.
+    """
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return await self._inner.handle_async_request(request)
+        except httpx2.TransportError as exc:
+            request_id = _body_request_id(request) if request.method == "POST" else None
+            if request_id is None:
+                raise
+            error = {
+                "code": TRANSPORT_FAILED,
+                "message": f"the request failed in transport: {_describe(exc)}",
+            }
+            body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+            return httpx2.Response(
+                502, headers={"content-type": "application/json"}, content=body, request=request
+            )
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def _body_request_id(request: httpx2.Request) -> str | int | None:
+    try:
+        body = json.loads(request.content)
+    except (ValueError, httpx2.RequestNotRead):
+        return None
+    if not isinstance(body, dict) or "method" not in body:
+        return None
+    request_id = body.get("id")
+    return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
 @functools.cache
 def _shared_ssl_context() -> ssl.SSLContext:
     return httpx2.create_ssl_context()
@@ -571,6 +621,12 @@ class McpClient:
                     raise ServerUnavailableError(
                         self.name, f"tools/call {name!r}: session lost again after re-initializing"
                     ) from None
+                if exc.code == TRANSPORT_FAILED:
+                    # Only this request failed (see `_IsolatingTransport`); the connection
+                    # stays, and the next request finds out whether the server is back.
+                    raise ServerUnavailableError(
+                        self.name, f"tools/call {name!r} could not be sent ({exc.message})"
+                    ) from None
                 if exc.code == CONNECTION_CLOSED:
                     self._connection_closed(conn, exc)
                     raise ServerUnavailableError(
@@ -696,7 +752,7 @@ class McpClient:
         return httpx2.AsyncClient(
             headers=self._config.headers.to_dict(),
             timeout=httpx2.Timeout(30.0, read=_DEFAULT_READ_TIMEOUT),
-            verify=_shared_ssl_context(),
+            transport=_IsolatingTransport(httpx2.AsyncHTTPTransport(verify=_shared_ssl_context())),
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
 

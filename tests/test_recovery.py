@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import httpx2
 import pytest
 
 from codex_runtime import (
@@ -106,3 +107,44 @@ async def test_a_turn_aborted_during_recovery_ends_cleanly() -> None:
         assert after.header("x-codex-turn-metadata") is None
     finally:
         await anyio.to_thread.run_sync(server.stop)
+
+
+class _FailingTransport(httpx2.AsyncBaseTransport):
+    """Fault injection: the network fails for tool calls whose arguments say so."""
+
+    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        if b'"doomed"' in request.content:
+            raise httpx2.ConnectError("injected network failure", request=request)
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.mark.parametrize("protocol", ["auto", "legacy"])
+async def test_a_request_that_fails_in_transport_fails_alone(server: RecordingServer, protocol: str) -> None:
+    config = ServerConfig(name="rec", url=server.url, protocol=protocol)  # type: ignore[arg-type]
+    async with McpClient(config) as client:
+        isolating = client._http._transport  # type: ignore[union-attr]
+        isolating._inner = _FailingTransport(isolating._inner)
+        results: list[object] = []
+
+        async def in_flight() -> None:
+            results.append(await client.call_tool("block", {"key": "survivor"}))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(in_flight)
+            await server.wait_for_calls("block", 1)
+            with pytest.raises(ServerUnavailableError) as info:
+                await client.call_tool("echo", {"text": "doomed"})
+            assert "could not be sent" in str(info.value)
+            server.release("survivor")
+        # The call in flight on the same connection was not failed with it.
+        assert len(results) == 1 and not results[0].is_error  # type: ignore[attr-defined]
+        assert client.connected
+        assert not (await client.call_tool("echo", {"text": "next"})).is_error
+    assert [c.arguments["text"] for c in server.tool_calls("echo")] == ["next"]
+    assert [c.outcome for c in server.tool_calls("block")] == ["ok"]
