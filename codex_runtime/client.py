@@ -530,9 +530,33 @@ class McpClient:
         entry.set_headers(dict(merged), fixed)
         entry.meta.update(staged_meta)
 
-    def clear_turn_headers(self, turn_id: str) -> None:
-        """Remove turn ``turn_id``'s whole entry (headers and ``_meta``). Idempotent."""
-        self._turn_entries.pop(turn_id, None)
+    def clear_turn_headers(
+        self,
+        turn_id: str,
+        *,
+        headers: Iterable[str] | None = None,
+        meta: Iterable[str] | None = None,
+    ) -> None:
+        """Remove turn ``turn_id``'s entry. Idempotent.
+
+        Without ``headers`` / ``meta`` the whole entry goes (what a hook does at turn
+        end). With them, only those header names and ``_meta`` keys are removed, so a hook
+        can take back its own values while another hook's stay; the entry goes once empty.
+        """
+        if headers is None and meta is None:
+            self._turn_entries.pop(turn_id, None)
+            return
+        entry = self._turn_entries.get(turn_id)
+        if entry is None:
+            return
+        names = {n.lower() for n in headers or ()}
+        remaining = {n: v for n, v in entry.headers.items() if n not in names}
+        fixed_pairs = [(n, v) for n, v in remaining.items() if not callable(v)]
+        entry.set_headers(remaining, Headers(fixed_pairs) if fixed_pairs else Headers())
+        for key in meta or ():
+            entry.meta.pop(key, None)
+        if not entry.headers and not entry.meta:
+            del self._turn_entries[turn_id]
 
     def turn_entry_ids(self) -> frozenset[str]:
         """Ids of the turns that currently have an entry on this client (for diagnostics)."""

@@ -371,7 +371,8 @@ class TraceTurns:
             return
         try:
             for client in state.clients:
-                client.clear_turn_headers(turn.id)
+                # Only our own values: other hooks' entries stay until their end hooks.
+                client.clear_turn_headers(turn.id, headers=("baggage",), meta=("baggage",))
             span = state.span
             span.set_attribute("turn.outcome", outcome.state.value)
             if outcome.abort_reason is not None:

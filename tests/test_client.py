@@ -691,3 +691,19 @@ async def test_a_crashed_stdio_server_is_restarted_by_the_next_call(tmp_path: Pa
     handshakes = [r for r in recording.requests() if r.method in ("initialize", "server/discover")]
     assert len(handshakes) == 2  # one per server process
     assert [c.arguments for c in recording.tool_calls("echo")] == [{"text": "after the crash"}]
+
+
+async def test_clearing_some_turn_headers_keeps_the_others(server: RecordingServer) -> None:
+    async with McpClient(config_for(server)) as client:
+        client.set_turn_headers("t", {"x-mine": "1", "x-theirs": "2"}, meta={"mine": 1, "theirs": 2})
+        client.clear_turn_headers("t", headers=["X-Mine"], meta=["mine"])
+        with bind_turn("t"):
+            await client.call_tool("echo", {"text": "partial"})
+        client.clear_turn_headers("t", headers=["x-theirs"], meta=["theirs"])
+        assert client.turn_entry_ids() == frozenset()
+        with bind_turn("t"):
+            await client.call_tool("echo", {"text": "none"})
+    partial, none = server.requests("tools/call")
+    assert partial.header("x-mine") is None and partial.header("x-theirs") == "2"
+    assert "mine" not in partial.meta and partial.meta["theirs"] == 2
+    assert none.header("x-theirs") is None and "theirs" not in none.meta
