@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import anyio
 import attrs
@@ -516,7 +516,78 @@ class _ThreadServer:
         self.thread.join(10)
 
 
-class RecordingServer:
+class _LoopbackServer:
+    """What both forms of the recording server share: address, lifetime, queries."""
+
+    def __init__(self, name: str, *, port: int = 0, json_response: bool = False) -> None:
+        self.name = name
+        self._port = port
+        self._json_response = json_response
+
+    @property
+    def port(self) -> int:
+        """The bound port (after the first start; kept by a restart)."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The MCP endpoint, ``http://127.0.0.1:PORT/mcp``."""
+        if not self._port:
+            raise RuntimeError("the server is not started")
+        return f"http://127.0.0.1:{self._port}/mcp"
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def _before_stop(self) -> None:
+        """Called before the context managers stop the server."""
+
+    def _records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await anyio.to_thread.run_sync(self.start)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._before_stop()
+        await anyio.to_thread.run_sync(self.stop)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._before_stop()
+        self.stop()
+
+    def requests(self, method: str | None = None) -> list[RecordedRequest]:
+        """Recorded HTTP requests; ``method`` filters by JSON-RPC method or HTTP verb."""
+        return _filter_requests(self._records()[0], method)
+
+    def tool_calls(self, tool: str | None = None) -> list[RecordedToolCall]:
+        """Recorded tool invocations (the latest state of each)."""
+        return _filter_calls(self._records()[1], tool)
+
+    async def wait_for_calls(
+        self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0
+    ) -> list[RecordedToolCall]:
+        """Wait until ``count`` calls of ``tool`` (optionally with ``outcome``) were recorded."""
+
+        def matching() -> list[RecordedToolCall]:
+            return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
+
+        await self.wait_for(lambda _: len(matching()) >= count, timeout=timeout)
+        return matching()
+
+    async def wait_for(self, predicate: Callable[[Self], bool], *, timeout: float = 10.0) -> None:
+        raise NotImplementedError
+
+
+class RecordingServer(_LoopbackServer):
     """A real MCP server on ``127.0.0.1`` that records what it receives.
 
     Args:
@@ -526,9 +597,7 @@ class RecordingServer:
     """
 
     def __init__(self, name: str = "recording", *, port: int = 0, json_response: bool = False) -> None:
-        self.name = name
-        self._port = port
-        self._json_response = json_response
+        super().__init__(name, port=port, json_response=json_response)
         self._recorder = _Recorder()
         self._thread: _ThreadServer | None = None
 
@@ -538,18 +607,6 @@ class RecordingServer:
     ) -> SubprocessRecordingServer:
         """A recording server in a child process, which can be killed and restarted."""
         return SubprocessRecordingServer(name, port=port, json_response=json_response)
-
-    @property
-    def port(self) -> int:
-        """The bound port (after start)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The MCP endpoint, ``http://127.0.0.1:PORT/mcp``."""
-        if not self._port:
-            raise RuntimeError("the server is not started")
-        return f"http://127.0.0.1:{self._port}/mcp"
 
     def start(self) -> None:
         """Start serving (blocking until the socket accepts)."""
@@ -567,29 +624,11 @@ class RecordingServer:
             thread.stop()
             thread.sock.close()
 
-    async def __aenter__(self) -> RecordingServer:
-        await anyio.to_thread.run_sync(self.start)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
+    def _before_stop(self) -> None:
         self.release_all()
-        await anyio.to_thread.run_sync(self.stop)
 
-    def __enter__(self) -> RecordingServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.release_all()
-        self.stop()
-
-    def requests(self, method: str | None = None) -> list[RecordedRequest]:
-        """Recorded HTTP requests; ``method`` filters by JSON-RPC method or HTTP verb."""
-        return _filter_requests(self._recorder.snapshot()[0], method)
-
-    def tool_calls(self, tool: str | None = None) -> list[RecordedToolCall]:
-        """Recorded tool invocations (the latest state of each)."""
-        return _filter_calls(self._recorder.snapshot()[1], tool)
+    def _records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return self._recorder.snapshot()
 
     def clear(self) -> None:
         """Forget everything recorded so far, and any `fail_next` still pending."""
@@ -597,24 +636,13 @@ class RecordingServer:
         with self._recorder._lock:
             self._recorder.failures.clear()
 
-    async def wait_for(self, predicate: Callable[[RecordingServer], bool], *, timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[Self], bool], *, timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (checked whenever a record arrives)."""
         ok = await anyio.to_thread.run_sync(
             lambda: self._recorder.wait(lambda: predicate(self), timeout), abandon_on_cancel=True
         )
         if not ok:
             raise TimeoutError(f"recording server {self.name!r}: condition not met within {timeout} s")
-
-    async def wait_for_calls(
-        self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0
-    ) -> list[RecordedToolCall]:
-        """Wait until ``count`` calls of ``tool`` (optionally with ``outcome``) were recorded."""
-
-        def match(s: RecordingServer) -> bool:
-            return len([c for c in s.tool_calls(tool) if outcome is None or c.outcome == outcome]) >= count
-
-        await self.wait_for(match, timeout=timeout)
-        return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
 
     def fail_next(self, count: int = 1, *, status: int = 503, method: str | None = None) -> None:
         """Answer the next ``count`` HTTP requests (of JSON-RPC ``method``, when given) with
@@ -639,7 +667,7 @@ class RecordingServer:
             self.release(key)
 
 
-class SubprocessRecordingServer:
+class SubprocessRecordingServer(_LoopbackServer):
     """A `RecordingServer` in a child process; records go through a JSON-lines file.
 
     `kill` ends it abruptly (SIGKILL); `restart` starts it again on the same port, with
@@ -647,24 +675,10 @@ class SubprocessRecordingServer:
     """
 
     def __init__(self, name: str, *, port: int = 0, json_response: bool = False) -> None:
-        self.name = name
-        self._port = port
-        self._json_response = json_response
+        super().__init__(name, port=port, json_response=json_response)
         self._dir = tempfile.TemporaryDirectory(prefix="codex-runtime-rec-")
         self._record = Path(self._dir.name) / "records.jsonl"
         self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        """The bound port (after the first start; kept by `restart`)."""
-        return self._port
-
-    @property
-    def url(self) -> str:
-        """The MCP endpoint, ``http://127.0.0.1:PORT/mcp``."""
-        if not self._port:
-            raise RuntimeError("the server is not started")
-        return f"http://127.0.0.1:{self._port}/mcp"
 
     @property
     def pid(self) -> int | None:
@@ -724,35 +738,16 @@ class SubprocessRecordingServer:
         self.kill()
         self.start()
 
-    async def __aenter__(self) -> SubprocessRecordingServer:
-        await anyio.to_thread.run_sync(self.start)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        # The record file outlives the process (and is removed with this object), so
-        # tests can assert on what it received after the block.
-        await anyio.to_thread.run_sync(self.stop)
-
-    def __enter__(self) -> SubprocessRecordingServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-    def requests(self, method: str | None = None) -> list[RecordedRequest]:
-        return _filter_requests(_read_jsonl(self._record)[0], method)
-
-    def tool_calls(self, tool: str | None = None) -> list[RecordedToolCall]:
-        return _filter_calls(_read_jsonl(self._record)[1], tool)
+    def _records(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        # The record file outlives the process (it goes with this object), so tests can
+        # assert on what the server received after the block.
+        return _read_jsonl(self._record)
 
     def clear(self) -> None:
         with open(self._record, "a", encoding="utf-8") as fh:
             fh.write(json.dumps({"kind": "clear", "data": {}}) + "\n")
 
-    async def wait_for(
-        self, predicate: Callable[[SubprocessRecordingServer], bool], *, timeout: float = 10.0
-    ) -> None:
+    async def wait_for(self, predicate: Callable[[Self], bool], *, timeout: float = 10.0) -> None:
         """Wait until ``predicate(self)`` holds (the record file is re-read as it grows)."""
         with anyio.move_on_after(timeout):
             # Records arrive by a file another process appends to: nothing to wait on but time.
@@ -760,17 +755,6 @@ class SubprocessRecordingServer:
                 await anyio.sleep(0.01)
             return
         raise TimeoutError(f"recording server {self.name!r}: condition not met within {timeout} s")
-
-    async def wait_for_calls(
-        self, tool: str, count: int = 1, *, outcome: str | None = None, timeout: float = 10.0
-    ) -> list[RecordedToolCall]:
-        """Wait until ``count`` calls of ``tool`` (optionally with ``outcome``) were recorded."""
-
-        def matching() -> list[RecordedToolCall]:
-            return [c for c in self.tool_calls(tool) if outcome is None or c.outcome == outcome]
-
-        await self.wait_for(lambda _: len(matching()) >= count, timeout=timeout)
-        return matching()
 
 
 def _child_pythonpath(environ: Mapping[str, str]) -> dict[str, str]:
