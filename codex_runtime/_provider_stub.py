@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,7 +37,7 @@ import anyio
 import anyio.to_thread
 import attrs
 
-from ._received import ReceivedHeaders
+from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
 
 __all__ = ["ProviderRequest", "ProviderStub", "StubReply"]
 
@@ -243,9 +242,7 @@ class ProviderStub:
     ) -> None:
         self._state = _State(replies, model)
         self._port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: ThreadServer | None = None
 
     # -- addresses -------------------------------------------------------------------
 
@@ -305,7 +302,7 @@ class ProviderStub:
         """Let every reply held on ``key`` (current and future) be sent."""
         self._state.released.add(key)
         gate = self._state.gates.get(key)
-        loop = self._loop
+        loop = self._server.loop if self._server is not None else None
         if gate is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(gate.set)
 
@@ -318,57 +315,26 @@ class ProviderStub:
 
     def start(self) -> None:
         """Start serving; returns once the socket accepts connections."""
-        import uvicorn
-
         if self._server is not None:
             raise RuntimeError("the provider stub is already started")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self._port))
-        sock.listen(128)
+        sock = listen_socket(self._port)
         self._port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            _build_app(self._state),
-            log_level="warning",
-            log_config=None,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        server = uvicorn.Server(config)
-        failure: list[BaseException] = []
-        ready = threading.Event()
-
-        def serve() -> None:
-            async def main() -> None:
-                self._loop = asyncio.get_running_loop()
-                await server.serve(sockets=[sock])
-
-            try:
-                asyncio.run(main())
-            except BaseException as exc:  # reported to the starting thread
-                failure.append(exc)
-            finally:
-                ready.set()
-                sock.close()
-
-        thread = threading.Thread(target=serve, name="provider-stub", daemon=True)
-        thread.start()
-        while not server.started and thread.is_alive():
-            ready.wait(0.005)
-        if not server.started:
-            raise RuntimeError(f"the provider stub failed to start: {failure[0] if failure else 'unknown'}")
+        state = self._state
+        server = ThreadServer(lambda: _build_app(state), sock, name="the provider stub", lifespan="off")
+        try:
+            server.start()
+        except BaseException:
+            sock.close()
+            raise
         self._server = server
-        self._thread = thread
 
     def stop(self) -> None:
         """Release held replies and stop serving."""
         self.release_all()
         server, self._server = self._server, None
-        thread, self._thread = self._thread, None
         if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            thread.join(10)
+            server.stop()
+            server.sock.close()
 
     def __enter__(self) -> ProviderStub:
         self.start()

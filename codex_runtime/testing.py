@@ -53,8 +53,8 @@ import attrs
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import CallToolResult, TextContent
 
+from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
 from ._provider_stub import ProviderRequest, ProviderStub, StubReply
-from ._received import ReceivedHeaders
 
 __all__ = [
     "ProviderRequest",
@@ -443,79 +443,6 @@ def _recording_app(
     return app
 
 
-def _listen_socket(port: int) -> socket.socket:
-    # IPPROTO_TCP makes uvicorn set TCP_NODELAY: without it small responses wait on Nagle.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    sock.listen(512)
-    sock.set_inheritable(True)
-    return sock
-
-
-class _ThreadServer:
-    """uvicorn in its own thread and asyncio loop.
-
-    The app is built inside that loop: the SDK's server creates anyio primitives, which
-    bind to the event loop running when they are made (a trio test's, otherwise).
-    """
-
-    def __init__(self, make_app: Callable[[], Any], sock: socket.socket) -> None:
-        self.sock = sock
-        self._make_app = make_app
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.server: Any = None
-        self.thread = threading.Thread(target=self._run, name="recording-server", daemon=True)
-        self.ready = threading.Event()
-        self.error: BaseException | None = None
-        self._stopping = False
-
-    def _run(self) -> None:
-        import uvicorn
-
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            config = uvicorn.Config(
-                self._make_app(),
-                log_level="warning",
-                log_config=None,
-                lifespan="on",
-                timeout_graceful_shutdown=1,
-            )
-            self.server = uvicorn.Server(config)
-            self.server.should_exit = self._stopping
-            serving = asyncio.ensure_future(self.server.serve(sockets=[self.sock]))
-            # uvicorn offers no startup callback or event: poll its flag, on the server's loop.
-            while not self.server.started and not serving.done():  # noqa: ASYNC110
-                await asyncio.sleep(0.002)
-            self.ready.set()
-            await serving
-
-        try:
-            asyncio.run(main())
-        except BaseException as exc:  # reported to the starting task
-            self.error = exc
-        finally:
-            self.ready.set()
-
-    def start(self) -> None:
-        self.thread.start()
-        self.ready.wait()
-        if self.server is None or not self.server.started:
-            self.thread.join(10)
-            raise RuntimeError(f"recording server failed to start: {self.error!r}")
-
-    @property
-    def alive(self) -> bool:
-        return self.thread.is_alive()
-
-    def stop(self) -> None:
-        self._stopping = True
-        if self.server is not None:
-            self.server.should_exit = True
-        self.thread.join(10)
-
-
 class _LoopbackServer:
     """What both forms of the recording server share: address, lifetime, queries."""
 
@@ -599,7 +526,7 @@ class RecordingServer(_LoopbackServer):
     def __init__(self, name: str = "recording", *, port: int = 0, json_response: bool = False) -> None:
         super().__init__(name, port=port, json_response=json_response)
         self._recorder = _Recorder()
-        self._thread: _ThreadServer | None = None
+        self._thread: ThreadServer | None = None
 
     @classmethod
     def subprocess(
@@ -610,9 +537,9 @@ class RecordingServer(_LoopbackServer):
 
     def start(self) -> None:
         """Start serving (blocking until the socket accepts)."""
-        sock = _listen_socket(self._port)
+        sock = listen_socket(self._port)
         self._port = sock.getsockname()[1]
-        self._thread = _ThreadServer(
+        self._thread = ThreadServer(
             partial(_recording_app, self.name, self._recorder, json_response=self._json_response), sock
         )
         self._thread.start()
@@ -694,7 +621,7 @@ class SubprocessRecordingServer(_LoopbackServer):
         """Start the child on `port` (a free one the first time if 0); blocks until it serves."""
         if self.running:
             raise RuntimeError("already running")
-        sock = _listen_socket(self._port)
+        sock = listen_socket(self._port)
         self._port = sock.getsockname()[1]
         args = [sys.executable, "-m", "codex_runtime.testing", "serve", "--fd", str(sock.fileno())]
         args += ["--name", self.name, "--record", str(self._record)]
@@ -802,7 +729,7 @@ def _serve_fd(fd: int, name: str, record: Path, json_response: bool) -> None:
     recorder = _Recorder(record)
     sock = socket.socket(fileno=fd)
     app = partial(_recording_app, name, recorder, json_response=json_response, crashable=True)
-    server = _ThreadServer(app, sock)
+    server = ThreadServer(app, sock)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     server.start()

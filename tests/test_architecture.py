@@ -20,7 +20,7 @@ LAYER_OF = {
     "_version": "version",
     "_demo": "cli",
     "_provider_stub": "testing",
-    "_received": "testing",
+    "_loopback": "testing",
     "_turn_model": "session",
     "__main__": "cli",
     "__init__": "init",
