@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from codex_runtime.testing import RecordingServer
+from codex_runtime.testing import ProviderStub, RecordingServer
 
 # A tracer provider can be installed once per process: install it at import, before any
 # test or library asks for a tracer, and share its exporter (cleared before every test).
@@ -71,3 +71,17 @@ def other_server() -> Iterator[RecordingServer]:
     """A second, independent recording server for tests that need two."""
     with RecordingServer("other") as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def _shared_provider() -> Iterator[ProviderStub]:
+    with ProviderStub() as stub:
+        yield stub
+
+
+@pytest.fixture
+def provider(_shared_provider: ProviderStub) -> Iterator[ProviderStub]:
+    """The stand-in provider, with no recorded request and an empty script."""
+    _shared_provider.clear()
+    yield _shared_provider
+    _shared_provider.release_all()

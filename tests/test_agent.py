@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import socket
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -54,20 +53,6 @@ def _configs(apps: RecordingServer, tools: RecordingServer, **tools_options: Any
         ServerConfig(name="apps", url=apps.url, apps=True),
         ServerConfig(name="ws", url=tools.url, headers={"x-api-key": "static-secret"}, **tools_options),
     ]
-
-
-@pytest.fixture(scope="module")
-def _shared_provider() -> Iterator[ProviderStub]:
-    with ProviderStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def provider(_shared_provider: ProviderStub) -> Iterator[ProviderStub]:
-    """The stand-in provider, with no recorded request and an empty script."""
-    _shared_provider.clear()
-    yield _shared_provider
-    _shared_provider.release_all()
 
 
 def _key(name: str) -> str:

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,19 +65,6 @@ header_delivery = "both"
 @pytest.fixture(autouse=True)
 def _token(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CLI_TEST_TOKEN", "tok-very-secret")
-
-
-@pytest.fixture(scope="module")
-def _shared_provider() -> Iterator[ProviderStub]:
-    with ProviderStub() as stub:
-        yield stub
-
-
-@pytest.fixture
-def provider(_shared_provider: ProviderStub) -> Iterator[ProviderStub]:
-    _shared_provider.clear()
-    yield _shared_provider
-    _shared_provider.release_all()
 
 
 def _json(text: str) -> dict[str, Any]:
