@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from .headers import PROTECTED, CodexRuntimeError, Headers, InvalidHeaderError
+from .headers import PROTECTED, CodexRuntimeError, Headers, InvalidHeaderError, redact
 
 __all__ = ["ConfigError", "HeaderDelivery", "Protocol", "ServerConfig"]
 
@@ -92,6 +92,17 @@ def _to_env(value: Any) -> Any:
     return dict(value)
 
 
+def _secret_names(value: Any) -> Any:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        return _Invalid("secret_headers", "must be a list of header names")
+    names = list(value)
+    if not all(isinstance(n, str) for n in names):
+        return _Invalid("secret_headers", "must be a list of header names")
+    return frozenset(n.strip().lower() for n in names)
+
+
 def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.username is None and parts.password is None:
@@ -128,6 +139,11 @@ class ServerConfig:
         tool_timeout: Default seconds allowed for one ``tools/call``.
         enabled_tools: When set, only these tools are listed and callable.
         disabled_tools: These tools are hidden and cannot be called.
+        secret_headers: Names of static headers whose values are secret whatever their
+            name, because of where they came from (`load_config` lists those read from
+            the environment: ``env_http_headers`` and ``bearer_token_env_var``). They are
+            redacted wherever headers are shown (reprs, ``codex-runtime call
+            --show-headers``), beside the names `is_secret` knows.
     """
 
     name: str
@@ -147,6 +163,7 @@ class ServerConfig:
     tool_timeout: float = 60.0
     enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_str_tuple)
     disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_disabled)
+    secret_headers: frozenset[str] = attrs.field(factory=frozenset, converter=_secret_names)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -210,6 +227,14 @@ class ServerConfig:
         """The delivery actually used: stdio servers can only take ``"meta"``."""
         return "meta" if self.command is not None else self.header_delivery
 
+    def shown_headers(self, headers: Any = None) -> dict[str, str]:
+        """``headers`` (default: the static ones) as they may be shown: secrets redacted.
+
+        Hides the values of `is_secret` names and of ``secret_headers``; accepts any form
+        `redact` does (e.g. what a request carried, or ``_meta.extra_headers``).
+        """
+        return redact(self.headers if headers is None else headers, secret_names=self.secret_headers)
+
     def tool_allowed(self, tool: str) -> bool:
         """Whether ``enabled_tools`` / ``disabled_tools`` let this tool through."""
         if tool in self.disabled_tools:
@@ -220,8 +245,10 @@ class ServerConfig:
         url = _redact_url(self.url) if isinstance(self.url, str) else self.url
         target = f"url={url!r}" if self.url is not None else f"command={self.command!r}"
         flags = "".join(f", {f}=True" for f in ("apps", "forward", "required") if getattr(self, f))
-        # Header values and environment values may be secrets: only names are shown.
+        # Header values and environment values may be secrets: values of secret names and
+        # of names secret by provenance are redacted; environment values are never shown.
+        headers = self.shown_headers() if isinstance(self.headers, Headers) else {}
         return (
-            f"ServerConfig(name={self.name!r}, {target}{flags}, headers={self.headers!r}, "
+            f"ServerConfig(name={self.name!r}, {target}{flags}, headers=Headers({headers!r}), "
             f"protocol={self.protocol!r}, header_delivery={self.header_delivery!r})"
         )

@@ -404,7 +404,8 @@ async def _tools(args: argparse.Namespace, out: TextIO) -> int:
 class _Capture:
     """What left the client: the tools/call HTTP requests, as the server will get them."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: Any) -> None:
+        self.config = config
         self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, request: httpx2.Request) -> None:
@@ -427,26 +428,25 @@ class _Capture:
         )
 
     def shown(self) -> list[dict[str, Any]]:
-        from .headers import redact
-
+        # Values secret by name or by provenance (read from the environment) are hidden.
         return [
             {
                 "http_method": r["http_method"],
                 "url": r["url"],
-                "headers": redact(r["headers"]),
-                "meta": _redact_meta(r["meta"]),
+                "headers": self.config.shown_headers(r["headers"]),
+                "meta": _redact_meta(r["meta"], self.config),
             }
             for r in self.requests
         ]
 
 
-def _redact_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
-    from .headers import REDACTED, is_secret, redact
+def _redact_meta(meta: Mapping[str, Any], config: Any) -> dict[str, Any]:
+    from .headers import REDACTED, is_secret
 
     shown: dict[str, Any] = {}
     for key, value in meta.items():
         if key == "extra_headers" and isinstance(value, Mapping):
-            shown[key] = redact(dict(value))
+            shown[key] = config.shown_headers(dict(value))
         elif is_secret(key):
             shown[key] = REDACTED
         else:
@@ -484,7 +484,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
         return _fail(
             out, args.json, EXIT_USAGE, f"no server named {args.server!r} in {args.config} (servers: {names})"
         )
-    capture = _Capture()
+    capture = _Capture(config)
     holder: dict[str, Any] = {}
     interrupted: list[bool] = []
 

@@ -332,7 +332,8 @@ def _build_server(
     if env is not None:
         secrets.extend(env.values())
     cwd = server.string("cwd")
-    headers = _headers(server, fmt, environ, secrets)
+    from_environ: list[str] = []
+    headers = _headers(server, fmt, environ, secrets, from_environ)
 
     startup_timeout = server.number("startup_timeout_sec")
     startup_timeout_ms = server.number("startup_timeout_ms") if fmt == "toml" else None
@@ -359,6 +360,7 @@ def _build_server(
         "tool_timeout": tool_timeout,
         "enabled_tools": enabled_tools,
         "disabled_tools": disabled_tools,
+        "secret_headers": from_environ or None,
         **flags,
         **choices,
     }
@@ -379,12 +381,14 @@ def _build_server(
 
 
 def _headers(
-    server: _Server, fmt: _Format, environ: Mapping[str, str], secrets: list[str]
+    server: _Server, fmt: _Format, environ: Mapping[str, str], secrets: list[str], from_environ: list[str]
 ) -> list[tuple[str, str]]:
     """The server's static headers: literal ones, then env_http_headers, then the bearer token.
 
     Every value is added to ``secrets``; each header is checked on its own so that an
-    error can name the header without showing its value.
+    error can name the header without showing its value. The names of headers whose
+    value was read from the environment are added to ``from_environ``: their values are
+    secret whatever the name (`ServerConfig.secret_headers`).
     """
     headers: list[tuple[str, str]] = []
     seen: dict[str, str] = {}  # lower-cased header name -> the key that set it
@@ -406,6 +410,7 @@ def _headers(
     for header, variable in (server.string_map("env_http_headers") or {}).items():
         value = _lookup(server, f"env_http_headers[{header!r}]", variable, environ)
         add("env_http_headers", header, value)
+        from_environ.append(header)
 
     bearer_variable = server.string("bearer_token_env_var", nonempty=True)
     if bearer_variable is not None:
@@ -416,6 +421,7 @@ def _headers(
                 "bearer_token_env_var", f"names environment variable {bearer_variable!r}, which is empty"
             )
         add("bearer_token_env_var", "Authorization", f"Bearer {token}")
+        from_environ.append("authorization")
     return headers
 
 

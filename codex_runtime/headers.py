@@ -126,8 +126,23 @@ MAX_VALUE_BYTES: Final = 8192
 MAX_TOTAL_BYTES: Final = 65536
 """Default maximum size of a set of headers (sum of name and value sizes), in bytes."""
 
-_SECRET_NAMES: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
-_SECRET_WORDS: Final = ("token", "secret", "key", "password", "credential")
+_SECRET_NAMES: Final = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "dpop"})
+# Parts of the usual credential header names: ``*-token``, ``*-key``, ``*secret*``,
+# ``x-auth*`` / ``*-auth``, ``*cookie*``, ``*password*``, signatures and JWTs. A session
+# id (Codex's ``session_id``) names a conversation, not a credential, and stays visible.
+_SECRET_WORDS: Final = (
+    "token",
+    "secret",
+    "key",
+    "passw",
+    "passphrase",
+    "credential",
+    "auth",
+    "cookie",
+    "signature",
+    "jwt",
+    "bearer",
+)
 
 # Character classes of RFC 9110. `re` treats these ranges as code points, and names
 # are matched against ASCII only.
@@ -640,17 +655,27 @@ def _validate_pairs(
 def is_secret(name: str) -> bool:
     """Return whether the value of header `name` must never be shown.
 
-    True for ``authorization``, ``proxy-authorization``, ``cookie`` and ``set-cookie``,
-    and for any name containing ``token``, ``secret``, ``key``, ``password`` or
-    ``credential``; case-insensitive, and ignoring surrounding whitespace (so that a
-    malformed name such as ``"Authorization "`` passed to `redact` is still hidden).
+    True for ``authorization``, ``proxy-authorization``, ``cookie``, ``set-cookie`` and
+    ``dpop``, and for any name containing ``token``, ``secret``, ``key``, ``passw``
+    (``password``, ``passwd``), ``passphrase``, ``credential``, ``auth`` (``x-auth-*``,
+    ``x-custom-auth``), ``cookie``, ``signature``, ``jwt`` or ``bearer``; case-insensitive,
+    and ignoring surrounding whitespace (so that a malformed name such as
+    ``"Authorization "`` passed to `redact` is still hidden).
+
+    A name alone cannot tell every secret: values that came from the environment, from
+    auth or from a caller's credential are secret whatever their name. Such names are
+    passed to `redact` as ``secret_names`` (see ``ServerConfig.secret_headers``).
     """
     lname = name.strip().lower()
     return lname in _SECRET_NAMES or any(word in lname for word in _SECRET_WORDS)
 
 
-def redact(headers: HeadersInput) -> dict[str, str]:
+def redact(headers: HeadersInput, *, secret_names: Iterable[str] = ()) -> dict[str, str]:
     """Return one value per lower-cased name (merge rule), secret values replaced by ``"[REDACTED]"``.
+
+    A value is secret when `is_secret` says so of its name, or when its name is one of
+    ``secret_names`` (case-insensitive): names whose values are secret by where they
+    came from, such as ``ServerConfig.secret_headers``.
 
     Accepts every input form and does not validate names or values, so it can be used to
     log headers that were rejected. Names and values that are not `str` are shown through
@@ -661,10 +686,13 @@ def redact(headers: HeadersInput) -> dict[str, str]:
             ``(name, value)`` pair.
         TypeError: `headers` is not one of the accepted forms.
     """
+    names = (secret_names,) if isinstance(secret_names, str) else secret_names
+    hidden = {n.strip().lower() for n in names if isinstance(n, str)}
     pairs = []
     for name, value in _raw_pairs(headers):
         lname = (name if isinstance(name, str) else str(name)).lower()
-        shown = REDACTED if is_secret(lname) else (value if isinstance(value, str) else str(value))
+        secret = lname.strip() in hidden or is_secret(lname)
+        shown = REDACTED if secret else (value if isinstance(value, str) else str(value))
         pairs.append((lname, shown))
     return _merge_pairs(pairs)
 

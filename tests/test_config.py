@@ -140,6 +140,9 @@ def test_full_codex_toml(tmp_path: Path) -> None:
     # Secret-looking header names are redacted by `Headers`' repr.
     assert SECRET not in repr(docs)
     assert FILE_SECRET not in repr(docs)
+    # A value read from the environment is secret whatever its header's name.
+    assert docs.secret_headers == frozenset({"x-tenant", "authorization"})
+    assert OTHER_SECRET not in repr(docs)
 
     assert files.command == "mcp-files"
     assert files.url is None

@@ -502,6 +502,14 @@ def test_merge_layers() -> None:
         "x-db-password",
         "x-aws-credentials",
         "x-smg-oci-delegation-token",
+        # The usual credential patterns: x-auth*, *-auth, *cookie*, *passw*, signatures, JWTs.
+        "x-custom-auth",
+        "x-auth-user",
+        "cookies-x",
+        "x-db-passwd",
+        "x-amz-signature",
+        "x-jwt-assertion",
+        "dpop",
     ],
 )
 def test_is_secret(name: str) -> None:
@@ -509,10 +517,21 @@ def test_is_secret(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["x-a", "accept", "traceparent", "x-request-id", "content-type", "cookies-x"]
+    "name",
+    ["x-a", "accept", "traceparent", "x-request-id", "content-type", "session_id", "x-codex-turn-metadata"],
 )
 def test_is_not_secret(name: str) -> None:
     assert not is_secret(name)
+
+
+def test_redact_hides_names_secret_by_provenance() -> None:
+    headers = [("X-Tenant", "t-from-env"), ("x-b", "1"), ("x-api-key", "k")]
+    assert redact(headers, secret_names=["x-tenant"]) == {
+        "x-tenant": REDACTED,
+        "x-b": "1",
+        "x-api-key": REDACTED,
+    }
+    assert redact(headers, secret_names="X-TENANT")["x-tenant"] == REDACTED
 
 
 def test_redact_accepts_any_form_without_validating() -> None:
