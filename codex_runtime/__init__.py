@@ -29,7 +29,7 @@ from .client import (
     current_turn_id,
     request_headers,
 )
-from .config import ConfigError, ConfigWarning, load_config
+from .config import CodexConfig, ConfigError, ConfigWarning, load_codex_config, load_config
 from .headers import (
     PROTECTED,
     CodexRuntimeError,
@@ -40,7 +40,14 @@ from .headers import (
     is_secret,
     redact,
 )
-from .hooks import ForwardHeaders, InvalidMetadataError, TurnHeaders
+from .hooks import (
+    CodexHooks,
+    CommandHook,
+    ForwardHeaders,
+    HookConfigWarning,
+    InvalidMetadataError,
+    TurnHeaders,
+)
 from .session import (
     AbortReason,
     HookFailure,
@@ -63,13 +70,17 @@ __all__ = [
     "AbortReason",
     "AgentError",
     "AgentLoop",
+    "CodexConfig",
+    "CodexHooks",
     "CodexRuntimeError",
+    "CommandHook",
     "ConfigError",
     "ConfigWarning",
     "ForwardHeaders",
     "HeaderLimits",
     "HeaderPolicy",
     "Headers",
+    "HookConfigWarning",
     "HookFailure",
     "InvalidHeaderError",
     "InvalidMetadataError",
@@ -105,6 +116,7 @@ __all__ = [
     "bind_turn",
     "current_turn_id",
     "is_secret",
+    "load_codex_config",
     "load_config",
     "redact",
     "request_headers",

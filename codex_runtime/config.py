@@ -29,12 +29,16 @@ import os
 import tomllib
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Literal
 
+import attrs
+
+from ._codex_hooks import CodexHooks, hooks_from_json, hooks_from_toml, project_hooks
 from ._server_config import ConfigError, ServerConfig
 from .headers import PROTECTED, Headers, InvalidHeaderError
 
-__all__ = ["ConfigError", "ConfigWarning", "load_config"]
+__all__ = ["CodexConfig", "ConfigError", "ConfigWarning", "load_codex_config", "load_config"]
 
 _Format = Literal["toml", "json"]
 
@@ -149,6 +153,50 @@ def load_config(
         if server is not None:
             servers.append(server)
     return servers
+
+
+@attrs.frozen
+class CodexConfig:
+    """What `load_codex_config` read from a Codex configuration.
+
+    ``servers``: the enabled MCP servers (as `load_config` returns them); ``hooks``: a
+    `CodexHooks` with the file's hooks (empty when none are configured); ``model``: the
+    model provider settings, or ``None`` when the file sets none.
+    """
+
+    servers: list[ServerConfig] = attrs.field(factory=list)
+    hooks: CodexHooks = attrs.field(factory=CodexHooks)
+    model: object | None = None
+
+
+def load_codex_config(
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    trust_project_hooks: bool = False,
+) -> CodexConfig:
+    """Read a Codex configuration: its MCP servers, its hooks and its model provider.
+
+    The servers are read as `load_config` reads them. The hooks are those of the file
+    (``[hooks]`` of a ``config.toml``), of the ``hooks.json`` beside it, and of the project
+    folder ``<cwd>/.codex`` (``hooks.json`` and ``config.toml``). Naming a file is the
+    caller's trust decision: its hooks run. Project hooks run only when
+    ``trust_project_hooks`` is true (otherwise a `HookConfigWarning` says they were
+    skipped), as Codex asks users to trust hooks before they run. Hooks run in ``cwd``
+    (default: the current directory).
+
+    Raises:
+        ConfigError: The file, a server entry or a hook entry is invalid.
+    """
+    servers = load_config(path, environ=environ)
+    where = Path(os.fspath(path)).resolve()
+    found = [] if where.suffix.lower() == ".json" else hooks_from_toml(where)
+    beside = where.parent / "hooks.json"
+    if beside.is_file() and beside != where:
+        found = hooks_from_json(beside) + found
+    found += project_hooks(cwd, trusted=trust_project_hooks, skip=[where.parent])
+    return CodexConfig(servers=servers, hooks=CodexHooks(found, cwd=cwd), model=None)
 
 
 # --------------------------------------------------------------------------- parsing

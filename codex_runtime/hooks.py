@@ -13,13 +13,17 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
+from ._codex_hooks import CodexHooks, CommandHook, HookConfigWarning
 from .client import McpClient
 from .headers import CodexRuntimeError, HeaderPolicy, validate_value
 from .session import Turn, TurnHook, TurnOutcome
 from .tracing import TraceTurns
 
 __all__ = [
+    "CodexHooks",
+    "CommandHook",
     "ForwardHeaders",
+    "HookConfigWarning",
     "InvalidMetadataError",
     "TraceTurns",
     "TurnHeaders",

@@ -22,6 +22,8 @@ LAYER_OF = {
     "_provider_stub": "testing",
     "_loopback": "testing",
     "_turn_model": "session",
+    "_tool_hooks": "session",
+    "_codex_hooks": "hooks",
     "__main__": "cli",
     "__init__": "init",
 }
