@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 #: Benchmark name -> module (relative to this package).
 BENCHMARKS: dict[str, str] = {
+    "cli": ".cli",
     "client": ".client",
     "isolation": ".isolation",
     "turns": ".turns",

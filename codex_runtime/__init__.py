@@ -3,67 +3,158 @@
 A `Session` owns long-lived MCP clients and runs one turn at a time; hooks run at turn
 start and end; request headers and W3C trace context reach MCP servers at the right scope
 and nowhere else.
+
+The names below are imported from their modules on first use, so that importing one light
+module (the command line, `codex_runtime.headers`) does not load the MCP SDK, the HTTP
+client or the agent stack. ``from codex_runtime import Session`` works as usual.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .agent import (
-    AgentError,
-    AgentLoop,
-    MaxStepsError,
-    Model,
-    ModelError,
-    ModelRequest,
-    ModelResponse,
-    OpenAIChatModel,
-    ScriptedModel,
-    ToolCall,
-    TurnResult,
+
+if TYPE_CHECKING:
+    from .agent import (
+        AgentError,
+        AgentLoop,
+        MaxStepsError,
+        Model,
+        ModelError,
+        ModelRequest,
+        ModelResponse,
+        OpenAIChatModel,
+        ScriptedModel,
+        ToolCall,
+        TurnResult,
+    )
+    from .client import (
+        McpClient,
+        ServerConfig,
+        ServerUnavailableError,
+        ToolCallError,
+        ToolTimeoutError,
+        bind_turn,
+        current_turn_id,
+        request_headers,
+    )
+    from .config import CodexConfig, ConfigError, ConfigWarning, load_codex_config, load_config
+    from .headers import (
+        PROTECTED,
+        CodexRuntimeError,
+        HeaderLimits,
+        HeaderPolicy,
+        Headers,
+        InvalidHeaderError,
+        is_secret,
+        redact,
+    )
+    from .hooks import (
+        CodexHooks,
+        CommandHook,
+        ForwardHeaders,
+        HookConfigWarning,
+        InvalidMetadataError,
+        TurnHeaders,
+    )
+    from .session import (
+        AbortReason,
+        HookFailure,
+        Session,
+        SessionTool,
+        ToolCallRecord,
+        Turn,
+        TurnAbortedError,
+        TurnHandle,
+        TurnHook,
+        TurnInProgressError,
+        TurnOutcome,
+        TurnState,
+        TurnStateError,
+    )
+    from .tracing import TraceTurns, TracingUnavailableError
+
+#: Module -> the public names it defines, re-exported here and imported on first use. A new
+#: public name goes here, in the `TYPE_CHECKING` imports above (for type checkers) and in
+#: `__all__` (tests/test_lazy_imports.py checks that the three agree).
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "agent": (
+        "AgentError",
+        "AgentLoop",
+        "MaxStepsError",
+        "Model",
+        "ModelError",
+        "ModelRequest",
+        "ModelResponse",
+        "OpenAIChatModel",
+        "ScriptedModel",
+        "ToolCall",
+        "TurnResult",
+    ),
+    "client": (
+        "McpClient",
+        "ServerConfig",
+        "ServerUnavailableError",
+        "ToolCallError",
+        "ToolTimeoutError",
+        "bind_turn",
+        "current_turn_id",
+        "request_headers",
+    ),
+    "config": (
+        "CodexConfig",
+        "ConfigError",
+        "ConfigWarning",
+        "load_codex_config",
+        "load_config",
+    ),
+    "headers": (
+        "PROTECTED",
+        "CodexRuntimeError",
+        "HeaderLimits",
+        "HeaderPolicy",
+        "Headers",
+        "InvalidHeaderError",
+        "is_secret",
+        "redact",
+    ),
+    "hooks": (
+        "CodexHooks",
+        "CommandHook",
+        "ForwardHeaders",
+        "HookConfigWarning",
+        "InvalidMetadataError",
+        "TurnHeaders",
+    ),
+    "session": (
+        "AbortReason",
+        "HookFailure",
+        "Session",
+        "SessionTool",
+        "ToolCallRecord",
+        "Turn",
+        "TurnAbortedError",
+        "TurnHandle",
+        "TurnHook",
+        "TurnInProgressError",
+        "TurnOutcome",
+        "TurnState",
+        "TurnStateError",
+    ),
+    "tracing": (
+        "TraceTurns",
+        "TracingUnavailableError",
+    ),
+}
+
+#: Public submodules reachable as attributes (``codex_runtime.tracing``) without an import.
+_SUBMODULES = frozenset(
+    {"agent", "cli", "client", "config", "headers", "hooks", "session", "testing", "tracing"}
 )
-from .client import (
-    McpClient,
-    ServerConfig,
-    ServerUnavailableError,
-    ToolCallError,
-    ToolTimeoutError,
-    bind_turn,
-    current_turn_id,
-    request_headers,
-)
-from .config import CodexConfig, ConfigError, ConfigWarning, load_codex_config, load_config
-from .headers import (
-    PROTECTED,
-    CodexRuntimeError,
-    HeaderLimits,
-    HeaderPolicy,
-    Headers,
-    InvalidHeaderError,
-    is_secret,
-    redact,
-)
-from .hooks import (
-    CodexHooks,
-    CommandHook,
-    ForwardHeaders,
-    HookConfigWarning,
-    InvalidMetadataError,
-    TurnHeaders,
-)
-from .session import (
-    AbortReason,
-    HookFailure,
-    Session,
-    SessionTool,
-    ToolCallRecord,
-    Turn,
-    TurnAbortedError,
-    TurnHandle,
-    TurnHook,
-    TurnInProgressError,
-    TurnOutcome,
-    TurnState,
-    TurnStateError,
-)
-from .tracing import TraceTurns, TracingUnavailableError
+
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "PROTECTED",
@@ -121,3 +212,18 @@ __all__ = [
     "redact",
     "request_headers",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        if name in _SUBMODULES:
+            return importlib.import_module(f"{__name__}.{name}")
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})

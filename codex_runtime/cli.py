@@ -15,11 +15,15 @@ import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import anyio.abc
-import httpx2
+
+from ._version import __version__
+
+if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
+    import httpx2
 
 __all__ = ["main"]
 
@@ -49,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )
+    parser.add_argument("--version", action="version", version=f"codex-runtime {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
@@ -409,6 +414,8 @@ class _Capture:
         self.requests: list[dict[str, Any]] = []
 
     async def __call__(self, request: httpx2.Request) -> None:
+        import httpx2
+
         try:
             body = json.loads(request.content)
         except (ValueError, httpx2.RequestNotRead):
