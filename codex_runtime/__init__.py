@@ -74,6 +74,7 @@ if TYPE_CHECKING:
         TurnState,
         TurnStateError,
     )
+    from .store import SessionStore, SqliteStore, StoreError
     from .tracing import TraceTurns, TracingUnavailableError
 
 #: Module -> the public names it defines, re-exported here and imported on first use. A new
@@ -143,6 +144,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "TurnState",
         "TurnStateError",
     ),
+    "store": (
+        "SessionStore",
+        "SqliteStore",
+        "StoreError",
+    ),
     "tracing": (
         "TraceTurns",
         "TracingUnavailableError",
@@ -151,7 +157,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 #: Public submodules reachable as attributes (``codex_runtime.tracing``) without an import.
 _SUBMODULES = frozenset(
-    {"agent", "cli", "client", "config", "headers", "hooks", "session", "testing", "tracing"}
+    {"agent", "cli", "client", "config", "headers", "hooks", "session", "store", "testing", "tracing"}
 )
 
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -186,7 +192,10 @@ __all__ = [
     "ServerConfig",
     "ServerUnavailableError",
     "Session",
+    "SessionStore",
     "SessionTool",
+    "SqliteStore",
+    "StoreError",
     "ToolCall",
     "ToolCallError",
     "ToolCallRecord",

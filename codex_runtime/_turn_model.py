@@ -84,6 +84,8 @@ class AbortReason(enum.Enum):
     REPLACED = "replaced"
     SHUTDOWN = "shutdown"
     TIMEOUT = "timeout"
+    #: The process running the turn died; found by the next `Session` on the same store.
+    LOST = "lost"
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -55,6 +56,8 @@ __all__ = [
     "ToolSpec",
     "TurnResult",
 ]
+
+logger = logging.getLogger("codex_runtime.agent")
 
 # -- errors ----------------------------------------------------------------------------------
 
@@ -168,6 +171,40 @@ class Message:
     @classmethod
     def tool(cls, call_id: str, name: str, content: str, *, is_error: bool = False) -> Message:
         return cls("tool", content, tool_call_id=call_id, name=name, is_error=is_error)
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as a JSON object (what a session store keeps)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [
+                {"id": c.id, "name": c.name, "arguments": c.arguments, "arguments_error": c.arguments_error}
+                for c in self.tool_calls
+            ]
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            out["name"] = self.name
+        if self.is_error:
+            out["is_error"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Message:
+        """The message `to_json` made."""
+        calls = tuple(
+            ToolCall(
+                c["name"], c.get("arguments") or {}, id=c["id"], arguments_error=c.get("arguments_error")
+            )
+            for c in data.get("tool_calls") or ()
+        )
+        return cls(
+            data["role"],
+            data.get("content"),
+            calls,
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+            is_error=bool(data.get("is_error", False)),
+        )
 
 
 @attrs.frozen
@@ -376,6 +413,8 @@ class AgentLoop:
         self._turn: Turn | None = None
         self._running = False
         self._interrupt_pending = False
+        self._restored = False  # conversation loaded from the session's store
+        self._saved = 0  # messages already in the session's store
         self.reset()
 
     @property
@@ -391,6 +430,7 @@ class AgentLoop:
     def reset(self) -> None:
         """Forget the conversation (keeping the instructions)."""
         self._messages = [Message.system(self.instructions)] if self.instructions else []
+        self._saved = 0
 
     def interrupt(self) -> None:
         """Abort the running turn (reason ``interrupted``); `run_turn` then returns it ABORTED.
@@ -427,6 +467,7 @@ class AgentLoop:
         run = _TurnRun()
         turn: Turn | None = None
         try:
+            await self._restore()
             async with self.session.turn(metadata=metadata, forwarded_headers=forwarded_headers) as turn:
                 self._turn = turn
                 if self._interrupt_pending:
@@ -438,6 +479,8 @@ class AgentLoop:
             exc.tool_calls = tuple(run.results)
             raise
         finally:
+            if turn is not None:
+                await self._persist()
             self._turn = None
             self._running = False
             self._interrupt_pending = False
@@ -450,6 +493,39 @@ class AgentLoop:
             steps=run.steps,
             turn=turn,
         )
+
+    async def _restore(self) -> None:
+        """Once, before the first turn: take the conversation stored for this session."""
+        store = self.session.store
+        if store is None or self._restored:
+            return
+        stored = await store.load_messages(self.session.session_id)
+        self._restored = True
+        if stored:
+            self._messages = [Message.from_json(m) for m in stored]
+            self._saved = len(self._messages)
+
+    async def _persist(self) -> None:
+        """After each turn: store the messages it added (a failing store is only logged)."""
+        store = self.session.store
+        if store is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await store.save_messages(
+                    self.session.session_id, self._saved, [m.to_json() for m in self._messages[self._saved :]]
+                )
+                self._saved = len(self._messages)
+            except Exception:
+                logger.error(
+                    "storing the conversation of session %s failed", self.session.session_id, exc_info=True
+                )
+
+    async def _respond(self, request: ModelRequest) -> ModelResponse:
+        return await self.model.respond(request)
+
+    async def _call_tool(self, turn: Turn, call: ToolCall, spec: ToolSpec) -> CallToolResult:
+        return await turn.call_tool(spec.server, spec.tool, call.arguments)
 
     async def _emit(self, event: AgentEvent) -> None:
         if self.on_event is not None:
@@ -491,7 +567,7 @@ class AgentLoop:
 
     async def _ask(self, request: ModelRequest) -> ModelResponse:
         try:
-            response = await self.model.respond(request)
+            response = await self._respond(request)
         except AgentError:
             raise
         except Exception as exc:
@@ -568,7 +644,7 @@ class AgentLoop:
         else:
             await self._emit(ToolCallStarted(step, call, spec.server, spec.tool))
             try:
-                called = await turn.call_tool(spec.server, spec.tool, call.arguments)
+                called = await self._call_tool(turn, call, spec)
             except (TurnAbortedError, TurnStateError):
                 raise
             except CodexRuntimeError as exc:  # ToolCallError, ServerUnavailableError, ...

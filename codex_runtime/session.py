@@ -29,6 +29,7 @@ import anyio.abc
 from mcp_types import CallToolResult, TextContent, Tool
 
 from ._context import _TURN_ID, bind_turn, current_turn_id
+from ._session_store import SessionRecorder, SessionStore
 from ._turn_model import (
     _TRANSITIONS,
     AbortReason,
@@ -154,8 +155,9 @@ class Turn:
         metadata: dict[str, Any],
         forwarded_headers: Headers,
         timeout: float | None,
+        turn_id: str | None = None,
     ) -> None:
-        self.id: str = os.urandom(16).hex()
+        self.id: str = turn_id or os.urandom(16).hex()
         self.index = index
         self.session = session
         self.metadata = metadata
@@ -205,6 +207,8 @@ class Turn:
                 f"illegal turn transition {self._state.value} -> {new.value} (turn {self.id})"
             )
         self._state = new
+        if self.session._recorder is not None:
+            self.session._recorder.state_changed(self, new)
 
     async def call_tool(
         self,
@@ -235,6 +239,7 @@ class Turn:
         ok = False
         is_error = False
         error: str | None = None
+        returned: CallToolResult | None = None
         scope = anyio.CancelScope()
         self._call_scopes.add(scope)
         try:
@@ -244,6 +249,7 @@ class Turn:
                 ok = not is_error
                 if is_error:
                     error = _error_text(result)
+                returned = result
                 return result
             # Only reached when `scope` absorbed its cancellation: this turn was aborted.
             error = "aborted"
@@ -258,18 +264,19 @@ class Turn:
             raise
         finally:
             self._call_scopes.discard(scope)
-            self._tool_calls.append(
-                ToolCallRecord(
-                    server=server,
-                    tool=tool,
-                    arguments=dict(arguments) if arguments is not None else None,
-                    started_at=started,
-                    ended_at=time.time(),
-                    ok=ok,
-                    is_error=is_error,
-                    error=error,
-                )
+            record = ToolCallRecord(
+                server=server,
+                tool=tool,
+                arguments=dict(arguments) if arguments is not None else None,
+                started_at=started,
+                ended_at=time.time(),
+                ok=ok,
+                is_error=is_error,
+                error=error,
             )
+            self._tool_calls.append(record)
+            if self.session._recorder is not None:
+                self.session._recorder.tool_call(self, record, returned)
 
     def interrupt(self) -> None:
         """Abort the turn with reason ``interrupted``. A no-op once it is aborting or ended."""
@@ -446,6 +453,10 @@ class Session:
         abort_grace: Seconds an aborted turn's body gets, after its in-flight tool calls
             are cancelled, before it is cancelled itself (default 0.1, as Codex).
         turn_timeout: Default seconds a turn may run before it is aborted (``timeout``).
+        store: A `SessionStore` (e.g. `codex_runtime.store.SqliteStore`) that records
+            the session, its turns and tool calls. With the ``session_id`` of a stored
+            session, the session resumes it: turn indexes go on, and turns a dead process
+            left running are marked ``ABORTED`` (reason ``lost``). Never closed here.
     """
 
     def __init__(
@@ -459,6 +470,7 @@ class Session:
         end_hook_timeout: float = 5.0,
         abort_grace: float = 0.1,
         turn_timeout: float | None = None,
+        store: SessionStore | None = None,
     ) -> None:
         self._configs = list(servers)
         self._shared = list(clients)
@@ -500,6 +512,11 @@ class Session:
         self._begin_lock = anyio.Lock()
         self._turn_count = 0
         self._entered = False
+        if store is not None and not isinstance(store, SessionStore):
+            raise TypeError("Session(store=...) takes a SessionStore (e.g. codex_runtime.store.SqliteStore)")
+        self.store: SessionStore | None = store
+        self._recorder = SessionRecorder(store, self) if store is not None else None
+        self._next_ident: tuple[str, int] | None = None  # a turn's given (id, index), once
 
     # -- configuration -------------------------------------------------------------
 
@@ -556,6 +573,8 @@ class Session:
         await tg.__aenter__()
         self._tg = tg
         try:
+            if self._recorder is not None:
+                self._turn_count = max(self._turn_count, await self._recorder.open())
             for client in self._shared:
                 self._clients[client.name] = client
             async with anyio.create_task_group() as starting:
@@ -826,8 +845,13 @@ class Session:
             return self._new_turn(meta, headers, timeout)
 
     def _new_turn(self, metadata: dict[str, Any], headers: Headers, timeout: float | None) -> Turn:
-        self._turn_count += 1
-        turn = Turn(self, self._turn_count, metadata, headers, timeout)
+        ident, self._next_ident = self._next_ident, None
+        if ident is None:
+            self._turn_count += 1
+            turn = Turn(self, self._turn_count, metadata, headers, timeout)
+        else:
+            self._turn_count = max(self._turn_count, ident[1])
+            turn = Turn(self, ident[1], metadata, headers, timeout, ident[0])
         self._current = turn
         return turn
 
@@ -847,6 +871,8 @@ class Session:
         A cancellation from outside propagates.
         """
         turn.started_at = time.time()
+        if self._recorder is not None:
+            await self._recorder.turn_started(turn)
         if turn._timeout is not None:
             self._arm_timeout(turn, turn._timeout)
         for hook in tuple(self._hooks):
@@ -950,6 +976,8 @@ class Session:
         if len(failures) != len(draft.hook_errors):
             outcome = TurnOutcome(state, reason, error, tuple(failures), duration)
         turn.outcome = outcome
+        if self._recorder is not None:
+            await self._recorder.turn_ended(turn, outcome)
         if self._current is turn:
             self._current = None
         if turn._ended is not None:

@@ -24,6 +24,7 @@ LAYER_OF = {
     "_turn_model": "session",
     "_tool_hooks": "session",
     "_codex_hooks": "hooks",
+    "_session_store": "session",
     "__main__": "cli",
     "__init__": "init",
 }
@@ -82,6 +83,16 @@ def test_client_imports_only_headers_and_tracing_helpers() -> None:
 @pytest.mark.parametrize("module", ["session", "hooks"])
 def test_session_and_hooks_never_import_agent_config_or_cli(module: str) -> None:
     assert not MODULES[module] & {"agent", "config", "cli", "_demo"}
+
+
+def test_store_and_durable_sit_beside_agent() -> None:
+    # Only what sits above them (the package root, the CLI) may import the store or the
+    # durable layer; the session knows only the SessionStore protocol (`_session_store`).
+    users = {"init", "cli", "store", "durable"}
+    offenders = {
+        m for m, deps in MODULES.items() if deps & {"store", "durable"} and _layer(m) not in users
+    }
+    assert offenders == set()
 
 
 def test_only_cli_imports_testing() -> None:
