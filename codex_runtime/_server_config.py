@@ -9,7 +9,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from .headers import PROTECTED, CodexRuntimeError, Headers, InvalidHeaderError, redact
+from .headers import CodexRuntimeError, Headers, InvalidHeaderError, is_protected, redact
 
 __all__ = ["ConfigError", "HeaderDelivery", "Protocol", "ServerConfig"]
 
@@ -214,7 +214,7 @@ class ServerConfig:
         if self.enabled_tools is not None and not all(isinstance(v, str) and v for v in self.enabled_tools):
             raise _fail(name, "enabled_tools", "must be a list of non-empty strings")
         for header in self.headers.keys():
-            if header in PROTECTED:
+            if is_protected(header):
                 raise _fail(name, "headers", f"may not set {header!r}: the transport manages it")
 
     @property

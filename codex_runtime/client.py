@@ -20,15 +20,17 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import anyio
 import attrs
 import httpx2
 from mcp import Client as SdkClient
-from mcp.client.session import IncomingMessage
+from mcp.client._input_required import InputRequiredRoundsExceededError
+from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CONNECTION_CLOSED,
@@ -36,9 +38,11 @@ from mcp_types import (
     CallToolResult,
     Implementation,
     RequestParamsMeta,
+    ResourceUpdatedNotification,
     Tool,
     ToolListChangedNotification,
 )
+from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
 from ._context import (
@@ -49,11 +53,20 @@ from ._context import (
     current_turn_id,
     request_headers,
 )
+from ._handlers import (
+    _CALL_SCOPE,
+    ClientHandlers,
+    ProgressCallback,
+    ServerRequest,
+    ServerRequestBridge,
+    _CallScope,
+    progress_adapter,
+)
+from ._requests import HeadersArg, McpRequestError, Sender, ServerFeatures
 from ._server_config import ConfigError, HeaderDelivery, ServerConfig
 from ._trace import clean_otel_context, inject_trace_headers, record_tool_result, tool_call_span
 from ._version import __version__
 from .headers import (
-    PROTECTED,
     REDACTED,
     CodexRuntimeError,
     Headers,
@@ -61,6 +74,7 @@ from .headers import (
     InvalidHeaderError,
     _raw_pairs,
     check_settable,
+    is_protected,
     is_secret,
     merge_layers,
     validate_name,
@@ -68,10 +82,13 @@ from .headers import (
 )
 
 __all__ = [
+    "ClientHandlers",
     "ConfigError",
     "HeaderDelivery",
     "McpClient",
+    "McpRequestError",
     "ServerConfig",
+    "ServerRequest",
     "ServerUnavailableError",
     "ToolCallError",
     "ToolTimeoutError",
@@ -120,6 +137,7 @@ _DEFAULT_READ_TIMEOUT = 300.0
 # call's deadline, not the transport, decides when a slow tool has taken too long.
 _READ_TIMEOUT_MARGIN = 5.0
 
+T = TypeVar("T")
 HeaderValue = str | Callable[[], str]
 MetaValue = Any
 
@@ -264,6 +282,7 @@ class _Connection:
         self.tools_stale = False
         self.tools_version = 0
         self.inflight = 0
+        self.scopes: list[_CallScope] = []  # of the requests in flight that callers sent
         self.retired = False
         self.ready = anyio.Event()
         self.closed = anyio.Event()
@@ -302,6 +321,18 @@ class _Connection:
             if self.retired and self.inflight == 0:
                 self.stop.set()
 
+    @contextmanager
+    def scoped(self, scope: _CallScope) -> Iterator[None]:
+        """Count a caller's request in flight, with the call it belongs to."""
+        token = _CALL_SCOPE.set(scope)
+        self.scopes.append(scope)
+        try:
+            with self.in_use():
+                yield
+        finally:
+            self.scopes.remove(scope)
+            _CALL_SCOPE.reset(token)
+
     def retire(self) -> None:
         """Take no new requests; close once the requests in flight have their answers.
 
@@ -330,6 +361,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
 
 
+def _sdk_failure(exc: BaseException) -> str:
+    """Describe an SDK failure that is not a JSON-RPC error (no values: they may be secret)."""
+    if isinstance(exc, InputRequiredRoundsExceededError):
+        return f"the server asked for input more than {exc.max_rounds} rounds in a row"
+    if isinstance(exc, ValidationError):
+        return f"the server's answer is malformed ({exc.error_count()} validation errors in {exc.title})"
+    return type(exc).__name__
+
+
 def _sdk_meta(meta: Mapping[str, Any] | None) -> RequestParamsMeta | None:
     # `RequestParamsMeta` is an open TypedDict: any JSON-able keys are allowed.
     return cast("RequestParamsMeta", dict(meta)) if meta else None
@@ -352,7 +392,7 @@ def _body_method(request: httpx2.Request) -> str | None:
     return method if isinstance(method, str) else None
 
 
-class McpClient:
+class McpClient(ServerFeatures):
     """One long-lived connection to one MCP server (streamable HTTP or stdio).
 
     Use it as ``async with McpClient(config) as client:`` or with `connect` / `aclose`
@@ -367,13 +407,21 @@ class McpClient:
         *,
         client_info: Implementation | None = None,
         on_request: Callable[[httpx2.Request], Awaitable[None]] | None = None,
+        handlers: ClientHandlers | None = None,
     ) -> None:
         """``on_request``: an async function given every outgoing HTTP request once all
         header layers are applied, right before it is sent (to show or log what leaves
         the client; it must not change the request). Stdio servers have no HTTP requests.
+
+        ``handlers``: how to answer the server's requests (elicitation, sampling, roots)
+        and where its log messages go; only capabilities with a handler are advertised.
         """
         if not isinstance(config, ServerConfig):
             raise TypeError("McpClient() needs a ServerConfig")
+        if handlers is not None and not isinstance(handlers, ClientHandlers):
+            raise TypeError("McpClient() handlers must be a ClientHandlers")
+        self._handlers = handlers if handlers is not None else ClientHandlers()
+        self._bridge = ServerRequestBridge(config.name, self._handlers, self._scope_of_server_request)
         self._config = config
         self._request_observer = on_request
         self._client_info = client_info or Implementation(name="codex-runtime", version=__version__)
@@ -416,6 +464,11 @@ class McpClient:
         if conn is None or conn.sdk is None or not conn.alive:
             return None
         return conn.sdk.session.protocol_version
+
+    @property
+    def handlers(self) -> ClientHandlers:
+        """The `ClientHandlers` answering this server's requests."""
+        return self._handlers
 
     def __repr__(self) -> str:
         state = "connected" if self.connected else "disconnected"
@@ -503,7 +556,7 @@ class McpClient:
             )
             for raw_name, raw_value in pairs:
                 name = validate_name(raw_name)
-                if name in PROTECTED:
+                if is_protected(name):
                     check_settable(Headers([(name, "x")]), layer="turn")
                 value: HeaderValue = (
                     cast("Callable[[], str]", raw_value)
@@ -583,11 +636,14 @@ class McpClient:
         headers: Headers | Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         meta: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> CallToolResult:
         """Call tool ``name`` and return its result.
 
         ``headers`` are call-scoped (on top of any `request_headers` block); ``meta``
-        entries go into ``params._meta``. A tool that reports failure returns a result
+        entries go into ``params._meta``. ``on_progress(progress, total, message)``
+        (sync or async) is called for each progress notification of the call. A tool
+        that reports failure returns a result
         with ``isError`` set. Raises `InvalidHeaderError` (before anything is sent),
         `ToolCallError` (refused by the server, a disabled tool, or a tool the server
         does not list), `ToolTimeoutError` (the server is told to cancel the call), or
@@ -603,6 +659,8 @@ class McpClient:
             raise ValueError("call_tool() timeout must be a positive number of seconds")
         if not self._config.tool_allowed(name):
             raise ToolCallError(self.name, name, "the tool is disabled by this server's configuration")
+        if on_progress is not None and not callable(on_progress):
+            raise TypeError("call_tool() on_progress must be a function (progress, total, message)")
         call_headers = self._call_layer(headers)
         caller_meta = dict(meta) if meta is not None else {}
         if meta is not None and not all(isinstance(k, str) for k in caller_meta):
@@ -612,13 +670,15 @@ class McpClient:
         args = dict(arguments) if arguments is not None else None
         read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
         plan = _Plan(self, "tools/call", http, read_timeout)
+        scope = _CallScope(self, _TURN_ID.get(), name, "tools/call")
+        progress = progress_adapter(self.name, on_progress) if on_progress is not None else None
 
         with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url) as span:
             conn = await self._get_connection()
             conn = await self._check_listed(conn, name)
             try:
                 with anyio.fail_after(timeout):
-                    result = await self._send_call(conn, plan, name, args, request_meta)
+                    result = await self._send_call(conn, plan, name, args, request_meta, scope, progress)
                 record_tool_result(span, result)
                 return result
             except TimeoutError:
@@ -627,15 +687,22 @@ class McpClient:
                 ) from None
 
     async def _send_call(
-        self, conn: _Connection, plan: _Plan, name: str, args: dict[str, Any] | None, meta: dict[str, Any]
+        self,
+        conn: _Connection,
+        plan: _Plan,
+        name: str,
+        args: dict[str, Any] | None,
+        meta: dict[str, Any],
+        scope: _CallScope,
+        progress: ProgressFnT | None,
     ) -> CallToolResult:
         for attempt in (1, 2):
             sdk = conn.sdk
             assert sdk is not None
             token = _PLAN.set(plan)
             try:
-                with conn.in_use():
-                    return await sdk.call_tool(name, args, meta=_sdk_meta(meta))
+                with conn.scoped(scope):
+                    return await sdk.call_tool(name, args, progress_callback=progress, meta=_sdk_meta(meta))
             except MCPError as exc:
                 if self._is_session_lost(exc):
                     if attempt == 1:
@@ -666,9 +733,101 @@ class McpClient:
                 raise TypeError(
                     f"call_tool({name!r}): arguments and meta must be JSON values ({exc})"
                 ) from None
+            except (ValidationError, InputRequiredRoundsExceededError) as exc:
+                raise ToolCallError(self.name, name, _sdk_failure(exc)) from None
             finally:
                 _PLAN.reset(token)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send_request(
+        self,
+        method: str,
+        send: Sender[T],
+        *,
+        headers: HeadersArg = None,
+        meta: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> T:
+        """Send one request other than ``tools/call`` through the header and trace layers.
+
+        Recovered like ``tools/list``: a lost legacy session is re-initialized once and
+        the request resent (the server refused it before running it).
+        """
+        if timeout is None:
+            timeout = self._config.tool_timeout
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"{method}: timeout must be a positive number of seconds")
+        if meta is not None and (
+            not isinstance(meta, Mapping) or not all(isinstance(k, str) for k in meta)
+        ):
+            raise TypeError(f"{method}: meta must be a mapping with string keys")
+        call_headers = self._call_layer(headers)
+        http, request_meta = self._resolve(method, call_headers, dict(meta) if meta else {})
+        read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
+        plan = _Plan(self, method, http, read_timeout)
+        scope = _CallScope(self, _TURN_ID.get(), None, method)
+        conn = await self._get_connection()
+        for attempt in (1, 2):
+            sdk = conn.sdk
+            assert sdk is not None
+            token = _PLAN.set(plan)
+            try:
+                with anyio.fail_after(timeout), conn.scoped(scope):
+                    return await send(sdk, _sdk_meta(request_meta))
+            except TimeoutError:
+                raise ServerUnavailableError(self.name, f"{method}: no answer within {timeout:g} s") from None
+            except MCPError as exc:
+                if self._is_session_lost(exc):
+                    if attempt == 1:
+                        conn = await self._recover(conn)
+                        continue
+                    raise ServerUnavailableError(
+                        self.name, f"{method}: session lost again after re-initializing"
+                    ) from None
+                if exc.code == TRANSPORT_FAILED:
+                    raise ServerUnavailableError(
+                        self.name, f"{method} could not be sent ({exc.message})"
+                    ) from None
+                if exc.code == CONNECTION_CLOSED:
+                    self._connection_closed(conn, exc)
+                    raise ServerUnavailableError(
+                        self.name, f"connection lost during {method} ({exc.message})"
+                    ) from None
+                raise McpRequestError(self.name, method, exc.message, code=exc.code) from None
+            except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                raise ServerUnavailableError(
+                    self.name, f"connection lost during {method} ({_describe(exc)})"
+                ) from None
+            except PydanticSerializationError as exc:
+                raise TypeError(f"{method}: arguments and meta must be JSON values ({exc})") from None
+            except (ValidationError, InputRequiredRoundsExceededError) as exc:
+                raise McpRequestError(self.name, method, _sdk_failure(exc)) from None
+            finally:
+                _PLAN.reset(token)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _live_session(self) -> ClientSession | None:
+        conn = self._conn
+        if conn is None or conn.sdk is None or not conn.alive:
+            return None
+        return conn.sdk.session
+
+    async def _connected_session(self) -> ClientSession:
+        conn = await self._get_connection()
+        assert conn.sdk is not None
+        return conn.sdk.session
+
+    def _scope_of_server_request(self, fallback: bool) -> _CallScope | None:
+        """The call a server request belongs to, when that is certain (see `ServerRequest`)."""
+        scope = _CALL_SCOPE.get()
+        if scope is not None and scope.owner is self:
+            return scope
+        if not fallback or not self._is_stdio:
+            return None
+        conn = self._conn
+        if conn is None or conn.inflight != 1 or len(conn.scopes) != 1:
+            return None
+        return conn.scopes[0]
 
     async def _check_listed(self, conn: _Connection, name: str) -> _Connection:
         """Refuse a tool the server does not list (one refresh first, shared by concurrent callers).
@@ -799,6 +958,7 @@ class McpClient:
             client_info=self._client_info,
             message_handler=self._on_message,
             cache=None,
+            **self._bridge.sdk_callbacks(),
         )
 
     async def _on_message(self, message: IncomingMessage) -> None:
@@ -806,6 +966,8 @@ class McpClient:
             conn = self._conn
             if conn is not None:
                 conn.tools_stale = True
+        elif isinstance(message, ResourceUpdatedNotification):
+            await self._bridge.on_resource_updated(message.params)
         await anyio.lowlevel.checkpoint()
 
     async def _get_connection(self) -> _Connection:
@@ -903,6 +1065,7 @@ class McpClient:
         _reset_for_owner_task()
         clean_otel_context()
         _PLAN.set(None)
+        _CALL_SCOPE.set(None)
         _CONNECTING.set(conn)
         try:
             with conn.scope:

@@ -36,7 +36,7 @@ import attrs
 
 from ._codex_hooks import CodexHooks, hooks_from_json, hooks_from_toml, project_hooks
 from ._server_config import ConfigError, ServerConfig
-from .headers import PROTECTED, Headers, InvalidHeaderError
+from .headers import Headers, InvalidHeaderError, is_protected
 
 __all__ = ["CodexConfig", "ConfigError", "ConfigWarning", "load_codex_config", "load_config"]
 
@@ -487,7 +487,7 @@ def _lookup(server: _Server, label: str, variable: str, environ: Mapping[str, st
 
 def _check_header(server: _Server, label: str, header: str, value: str) -> None:
     """Raise a `ConfigError` naming ``header`` (never its value) if it cannot be configured."""
-    if header.lower() in PROTECTED:
+    if is_protected(header):
         raise server.error(label, f"may not set header {header.lower()!r}: the transport manages it")
     problem = None
     try:

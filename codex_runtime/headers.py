@@ -47,6 +47,7 @@ __all__ = [
     "HeadersInput",
     "InvalidHeaderError",
     "check_settable",
+    "is_protected",
     "is_secret",
     "is_valid_name",
     "is_valid_value",
@@ -112,7 +113,22 @@ PROTECTED: Final[frozenset[str]] = frozenset(
         "tracestate",
     }
 )
-"""Names managed by the transport or the trace layer; see `check_settable`."""
+"""Names managed by the transport or the trace layer; see `check_settable`.
+
+Every other ``mcp-*`` name is protected too (see `is_protected`).
+"""
+
+
+def is_protected(name: str) -> bool:
+    """Whether header ``name`` is managed by the transport or the trace layer.
+
+    That is every name in `PROTECTED` and every ``mcp-*`` name: the MCP SDK derives
+    those from the request body (``Mcp-Method``, ``Mcp-Name``, SEP-2243's
+    ``Mcp-Param-*`` mirrors of tool arguments), so a layer overriding one would make
+    header and body disagree.
+    """
+    lname = name.lower()
+    return lname in PROTECTED or lname.startswith("mcp-")
 
 LIST_HEADERS: Final[frozenset[str]] = frozenset({"tracestate", "baggage"})
 """Names whose repeated values are joined with ``", "`` by the merge rule."""
@@ -700,7 +716,8 @@ def redact(headers: HeadersInput, *, secret_names: Iterable[str] = ()) -> dict[s
 def check_settable(headers: HeadersInput, *, layer: str) -> None:
     """Reject headers that the caller may not set at `layer` (e.g. ``"turn"`` or ``"call"``).
 
-    Names in `PROTECTED` are managed by the transport or the trace layer. Only names are
+    Protected names (`is_protected`: `PROTECTED` and every ``mcp-*`` name) are managed
+    by the transport or the trace layer. Only names are
     inspected; names that are not `str` are ignored here (constructing a `Headers` rejects
     them).
 
@@ -708,7 +725,7 @@ def check_settable(headers: HeadersInput, *, layer: str) -> None:
         InvalidHeaderError: ``rule="protected"``, naming the first protected header.
     """
     for name, _ in _raw_pairs(headers):
-        if isinstance(name, str) and (lname := name.lower()) in PROTECTED:
+        if isinstance(name, str) and is_protected(lname := name.lower()):
             raise InvalidHeaderError(
                 f"header {lname!r} cannot be set in {layer} headers: it is managed by the "
                 f"transport/trace layer; remove it from the {layer} headers",

@@ -26,9 +26,12 @@ from typing import Any, Literal
 
 import anyio
 import anyio.abc
-from mcp_types import CallToolResult, TextContent, Tool
+from mcp_types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, Tool
 
+from . import _session_features
 from ._context import _TURN_ID, bind_turn, current_turn_id
+from ._handlers import ClientHandlers, ProgressCallback
+from ._session_features import SessionPrompt, SessionResource
 from ._session_store import SessionRecorder, SessionStore
 from ._turn_model import (
     _TRANSITIONS,
@@ -50,6 +53,8 @@ __all__ = [
     "AbortReason",
     "HookFailure",
     "Session",
+    "SessionPrompt",
+    "SessionResource",
     "SessionTool",
     "ToolCallRecord",
     "Turn",
@@ -219,8 +224,12 @@ class Turn:
         headers: HeadersInput | None = None,
         meta: Mapping[str, Any] | None = None,
         timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> CallToolResult:
         """Call ``tool`` on ``server`` as part of this turn, and record it.
+
+        ``on_progress(progress, total, message)`` (sync or async) sees the call's
+        progress notifications.
 
         Raises `TurnAbortedError` when the turn is aborted (before or during the call; the
         server is told to cancel), `TurnStateError` when the turn is not running, and the
@@ -244,7 +253,9 @@ class Turn:
         self._call_scopes.add(scope)
         try:
             with scope, bind_turn(self.id):
-                result = await client.call_tool(tool, arguments, headers=headers, meta=meta, timeout=timeout)
+                result = await client.call_tool(
+                    tool, arguments, headers=headers, meta=meta, timeout=timeout, on_progress=on_progress
+                )
                 is_error = bool(result.is_error)
                 ok = not is_error
                 if is_error:
@@ -277,6 +288,36 @@ class Turn:
             self._tool_calls.append(record)
             if self.session._recorder is not None:
                 self.session._recorder.tool_call(self, record, returned)
+
+    async def read_resource(
+        self,
+        server: str,
+        uri: str,
+        *,
+        headers: HeadersInput | None = None,
+        meta: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> ReadResourceResult:
+        """Read resource ``uri`` of ``server`` as part of this turn (cancelled by its abort)."""
+        return await _session_features.read_resource(
+            self, server, uri, headers=headers, meta=meta, timeout=timeout
+        )
+
+    async def get_prompt(
+        self,
+        server: str,
+        name: str,
+        arguments: Mapping[str, str] | None = None,
+        *,
+        headers: HeadersInput | None = None,
+        meta: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> GetPromptResult:
+        """Get prompt ``name`` of ``server`` as part of this turn (cancelled by its abort)."""
+        args = dict(arguments) if arguments is not None else None
+        return await _session_features.get_prompt(
+            self, server, name, args, headers=headers, meta=meta, timeout=timeout
+        )
 
     def interrupt(self) -> None:
         """Abort the turn with reason ``interrupted``. A no-op once it is aborting or ended."""
@@ -457,6 +498,8 @@ class Session:
             the session, its turns and tool calls. With the ``session_id`` of a stored
             session, the session resumes it: turn indexes go on, and turns a dead process
             left running are marked ``ABORTED`` (reason ``lost``). Never closed here.
+        handlers: `ClientHandlers` for every client the session owns (elicitation,
+            sampling, roots, server log messages); shared ``clients`` keep their own.
     """
 
     def __init__(
@@ -471,7 +514,11 @@ class Session:
         abort_grace: float = 0.1,
         turn_timeout: float | None = None,
         store: SessionStore | None = None,
+        handlers: ClientHandlers | None = None,
     ) -> None:
+        if handlers is not None and not isinstance(handlers, ClientHandlers):
+            raise TypeError("Session(handlers=...) takes a ClientHandlers")
+        self.handlers = handlers
         self._configs = list(servers)
         self._shared = list(clients)
         for cfg in self._configs:
@@ -635,7 +682,7 @@ class Session:
         self, cfg: ServerConfig, ready: anyio.Event, error: list[BaseException], done: anyio.Event
     ) -> None:
         """Owner task of one owned client: connect, serve until the session closes, close."""
-        client = McpClient(cfg)
+        client = McpClient(cfg, handlers=self.handlers)
         try:
             try:
                 await client.connect()
@@ -738,6 +785,20 @@ class Session:
             for (name, _), tools in zip(clients, found, strict=True)
             for t in tools
         ]
+
+    async def list_resources(self) -> list[SessionResource]:
+        """Every resource of every connected server that offers resources (all pages).
+
+        A server that cannot be listed is left out (and logged).
+        """
+        return await _session_features.list_resources(self)
+
+    async def list_prompts(self) -> list[SessionPrompt]:
+        """Every prompt of every connected server, named ``server__prompt``.
+
+        A server that cannot be listed is left out (and logged).
+        """
+        return await _session_features.list_prompts(self)
 
     # -- turns ---------------------------------------------------------------------
 

@@ -24,7 +24,10 @@ Tools: ``echo`` (returns its arguments and what it saw), ``sleep(seconds)`` (rec
 start, end or cancellation), ``fail`` (returns a tool error), ``headers`` (returns the
 request headers it saw), ``block(key)`` (waits until `RecordingServer.release` is called,
 for tests that need a call in flight without timing); the child-process forms also have
-``crash`` (the process exits at once, as a crashing server would).
+``crash`` (the process exits at once, as a crashing server would). Every form also has
+the client-feature tools, resources and prompts of `codex_runtime._testing_features`
+(``ask``, ``sample``, ``roots``, ``progress``, ``log``, ``link``, ``confirm``;
+``res://readme``; ``greet``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from mcp_types import CallToolResult, TextContent
 
 from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
 from ._provider_stub import ProviderRequest, ProviderStub, StubReply
+from ._testing_features import add_client_feature_tools
 
 __all__ = [
     "ProviderRequest",
@@ -159,6 +163,8 @@ class _Recorder:
         self.released: set[str] = set()
         # HTTP statuses for the next requests, in order, each for any method (None) or one.
         self.failures: list[tuple[int, str | None]] = []
+        # URIs given to resources/subscribe ("-URI" for resources/unsubscribe), in order.
+        self.subscriptions: list[str] = []
 
     def next_failure(self, method: str | None) -> int | None:
         with self._lock:
@@ -205,6 +211,7 @@ class _Recorder:
             self._requests.clear()
             self._calls.clear()
             self._order.clear()
+            self.subscriptions.clear()
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         with self._changed:
@@ -373,6 +380,8 @@ def build_mcp_server(name: str, recorder: _Recorder, *, crashable: bool = False)
 
         result: str = await run("headers", {}, ctx, body)
         return result
+
+    add_client_feature_tools(server, name, run, recorder.subscriptions)
 
     if crashable:
 
@@ -570,6 +579,11 @@ class RecordingServer(_LoopbackServer):
         )
         if not ok:
             raise TimeoutError(f"recording server {self.name!r}: condition not met within {timeout} s")
+
+    def subscriptions(self) -> list[str]:
+        """URIs given to ``resources/subscribe`` (``"-URI"`` for ``resources/unsubscribe``), in order."""
+        with self._recorder._lock:
+            return list(self._recorder.subscriptions)
 
     def fail_next(self, count: int = 1, *, status: int = 503, method: str | None = None) -> None:
         """Answer the next ``count`` HTTP requests (of JSON-RPC ``method``, when given) with

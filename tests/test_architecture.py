@@ -25,6 +25,10 @@ LAYER_OF = {
     "_tool_hooks": "session",
     "_codex_hooks": "hooks",
     "_session_store": "session",
+    "_handlers": "client",
+    "_requests": "client",
+    "_testing_features": "testing",
+    "_session_features": "session",
     "__main__": "cli",
     "__init__": "init",
 }
@@ -76,7 +80,7 @@ def test_headers_imports_nothing_of_the_package() -> None:
 
 
 def test_client_imports_only_headers_and_tracing_helpers() -> None:
-    allowed = {"headers", "_context", "_trace", "_server_config", "_version"}
+    allowed = {"headers", "_context", "_trace", "_server_config", "_version", "_handlers", "_requests"}
     assert MODULES["client"] <= allowed, MODULES["client"] - allowed
 
 
