@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
@@ -17,16 +18,76 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from ._version import __version__
 
 __all__ = [
+    "TOOL_SPAN_OPERATION",
     "TRACER_NAME",
+    "AgentInvocation",
+    "bind_tool_call_id",
     "clean_otel_context",
+    "current_agent",
     "inject_trace_headers",
+    "invoking_agent",
+    "record_connection",
     "record_tool_result",
     "tool_call_span",
+    "tool_span_name",
     "tracer",
 ]
 
 TRACER_NAME = "codex_runtime"
+#: ``gen_ai.operation.name`` of a tool call, and the first word of its span's name.
+TOOL_SPAN_OPERATION = "execute_tool"
 _W3C = TraceContextTextMapPropagator()
+
+# The model's id for the tool call the current task makes (set by the agent loop).
+_TOOL_CALL_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "codex_runtime_tool_call_id", default=None
+)
+
+
+class AgentInvocation:
+    """The agent a turn being started belongs to: its name and model provider, if known."""
+
+    __slots__ = ("name", "provider")
+
+    def __init__(self, name: str | None, provider: str | None) -> None:
+        self.name = name
+        self.provider = provider
+
+
+_AGENT: contextvars.ContextVar[AgentInvocation | None] = contextvars.ContextVar(
+    "codex_runtime_agent", default=None
+)
+
+
+@contextmanager
+def bind_tool_call_id(call_id: str | None) -> Iterator[None]:
+    """Tool calls made inside the block get ``gen_ai.tool.call.id`` = ``call_id``."""
+    token = _TOOL_CALL_ID.set(call_id)
+    try:
+        yield
+    finally:
+        _TOOL_CALL_ID.reset(token)
+
+
+@contextmanager
+def invoking_agent(name: str | None, provider: str | None) -> Iterator[None]:
+    """A turn started inside the block is an agent invocation (see `current_agent`)."""
+    token = _AGENT.set(AgentInvocation(name, provider))
+    try:
+        yield
+    finally:
+        _AGENT.reset(token)
+
+
+def current_agent() -> AgentInvocation | None:
+    """The agent invocation the calling task is starting a turn for, if any."""
+    return _AGENT.get()
+
+
+@functools.lru_cache(maxsize=1024)
+def tool_span_name(tool: str) -> str:
+    """``execute_tool {tool}``: the GenAI conventions' name of a tool call span."""
+    return f"{TOOL_SPAN_OPERATION} {tool}"
 
 
 _TRACER: trace.Tracer | None = None
@@ -76,7 +137,7 @@ def _span_attributes(server: str, tool: str, transport: str, url: str | None) ->
         "tool.name": tool,
         "mcp.transport": transport,
         "mcp.method.name": "tools/call",
-        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.operation.name": TOOL_SPAN_OPERATION,
         "gen_ai.tool.name": tool,
         "network.transport": "tcp" if transport == "streamable-http" else "pipe",
     }
@@ -91,20 +152,26 @@ def _span_attributes(server: str, tool: str, transport: str, url: str | None) ->
 
 @contextmanager
 def tool_call_span(server: str, tool: str, *, transport: str, url: str | None) -> Iterator[Span]:
-    """A CLIENT span ``mcp.tools.call`` around one tool call, current while it runs.
+    """An INTERNAL span ``execute_tool {tool}`` around one tool call, current while it runs.
 
-    Attribute names follow the OpenTelemetry semantic conventions for MCP
-    (``mcp.method.name``, ``gen_ai.tool.name``, ``gen_ai.operation.name``,
-    ``network.transport``, ``network.protocol.name``, ``server.address``,
-    ``server.port``, and on failure ``error.type`` — the JSON-RPC error code, or
-    ``tool_error`` via `record_tool_result` — with status ``ERROR``; see
-    https://opentelemetry.io/docs/specs/semconv/gen-ai/mcp/) plus this package's
-    ``mcp.server.name``, ``tool.name`` and ``mcp.transport``.
+    Name, kind and attributes follow the OpenTelemetry GenAI conventions for a tool
+    execution (``gen_ai.operation.name`` = ``execute_tool``, ``gen_ai.tool.name``,
+    ``gen_ai.tool.call.id`` when the agent loop made the call), with the MCP conventions'
+    attributes merged in (``mcp.method.name``, ``network.transport``,
+    ``network.protocol.name``, ``server.address``, ``server.port``; ``mcp.protocol.version``
+    and, in the legacy era, ``mcp.session.id`` via `record_connection`; on failure
+    ``error.type`` — the JSON-RPC error code, or ``tool_error`` via `record_tool_result` —
+    with status ``ERROR``), plus this package's ``mcp.server.name``, ``tool.name`` and
+    ``mcp.transport``. The SDK's own CLIENT span ``MCP send tools/call {tool}`` is its child.
     """
+    attributes = _span_attributes(server, tool, transport, url)
+    call_id = _TOOL_CALL_ID.get()
+    if call_id is not None:
+        attributes = {**attributes, "gen_ai.tool.call.id": call_id}
     with tracer().start_as_current_span(
-        "mcp.tools.call",
-        kind=SpanKind.CLIENT,
-        attributes=_span_attributes(server, tool, transport, url),
+        tool_span_name(tool),
+        kind=SpanKind.INTERNAL,
+        attributes=attributes,
         record_exception=False,
         set_status_on_exception=False,
     ) as span:
@@ -121,6 +188,20 @@ def tool_call_span(server: str, tool: str, *, transport: str, url: str | None) -
                 span.set_attribute("error.type", type(exc).__qualname__)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
             raise
+
+
+def record_connection(span: Span, protocol_version: str | None, session_id: str | None) -> None:
+    """Add what the connection negotiated to a tool call span.
+
+    ``mcp.protocol.version``; ``mcp.session.id`` only for a legacy-era session (the
+    conventions forbid it from 2026-07-28 on, where there are no sessions).
+    """
+    if not span.is_recording():
+        return
+    if protocol_version:
+        span.set_attribute("mcp.protocol.version", protocol_version)
+    if session_id:
+        span.set_attribute("mcp.session.id", session_id)
 
 
 def record_tool_result(span: Span, result: Any) -> None:

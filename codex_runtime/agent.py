@@ -24,7 +24,7 @@ import attrs
 import httpx2
 from mcp_types import CallToolResult, TextContent
 
-from ._trace import inject_trace_headers
+from ._trace import bind_tool_call_id, inject_trace_headers, invoking_agent
 from .headers import CodexRuntimeError, HeaderPolicy, Headers, HeadersInput, check_settable
 from .session import (
     Session,
@@ -245,7 +245,11 @@ class ModelResponse:
 
 @runtime_checkable
 class Model(Protocol):
-    """Anything that answers a `ModelRequest`. Raise `ModelError` (or any error) on failure."""
+    """Anything that answers a `ModelRequest`. Raise `ModelError` (or any error) on failure.
+
+    A model may also have a ``provider_name`` attribute (a string such as ``"openai"``):
+    `TraceTurns` reports it as ``gen_ai.provider.name`` on the agent's turn spans.
+    """
 
     async def respond(self, request: ModelRequest) -> ModelResponse: ...
 
@@ -385,6 +389,9 @@ class AgentLoop:
         instructions: A system message put first in the conversation.
         on_event: Called (sync or async) with each `ModelStep`, `ToolCallStarted` and
             `ToolCallFinished`, inside the turn; an error it raises fails the turn.
+        name: The agent's name: under `TraceTurns` each turn of this loop is a span
+            ``invoke_agent {name}`` (``invoke_agent`` without a name), and each tool
+            call's ``execute_tool`` span carries the model's call id.
     """
 
     def __init__(
@@ -396,9 +403,12 @@ class AgentLoop:
         parallel_tool_calls: bool = True,
         instructions: str | None = None,
         on_event: EventHandler | None = None,
+        name: str | None = None,
     ) -> None:
         if not isinstance(session, Session):
             raise TypeError("AgentLoop() needs a Session")
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError("name must be a non-empty string (or None)")
         if not callable(getattr(model, "respond", None)):
             raise TypeError("AgentLoop() needs a model with an async respond(request) method")
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
@@ -409,6 +419,7 @@ class AgentLoop:
         self.parallel_tool_calls = bool(parallel_tool_calls)
         self.instructions = instructions
         self.on_event = on_event
+        self.name = name
         self._messages: list[Message] = []
         self._turn: Turn | None = None
         self._running = False
@@ -468,11 +479,13 @@ class AgentLoop:
         turn: Turn | None = None
         try:
             await self._restore()
-            async with self.session.turn(metadata=metadata, forwarded_headers=forwarded_headers) as turn:
-                self._turn = turn
-                if self._interrupt_pending:
-                    turn.interrupt()
-                await self._body(turn, user_input, run)
+            provider = getattr(self.model, "provider_name", None)
+            with invoking_agent(self.name, provider if isinstance(provider, str) else None):
+                async with self.session.turn(metadata=metadata, forwarded_headers=forwarded_headers) as turn:
+                    self._turn = turn
+                    if self._interrupt_pending:
+                        turn.interrupt()
+                    await self._body(turn, user_input, run)
         except AgentError as exc:
             if turn is not None:
                 exc.outcome = turn.outcome
@@ -644,7 +657,8 @@ class AgentLoop:
         else:
             await self._emit(ToolCallStarted(step, call, spec.server, spec.tool))
             try:
-                called = await self._call_tool(turn, call, spec)
+                with bind_tool_call_id(call.id):
+                    called = await self._call_tool(turn, call, spec)
             except (TurnAbortedError, TurnStateError):
                 raise
             except CodexRuntimeError as exc:  # ToolCallError, ServerUnavailableError, ...
@@ -784,6 +798,9 @@ class OpenAIChatModel:
         options: Extra request fields (``temperature``, ``max_tokens``, ...).
         http_client: An `httpx2.AsyncClient` to use instead of an owned one.
     """
+
+    #: ``gen_ai.provider.name`` of the agent's turn spans: the API this model speaks.
+    provider_name = "openai"
 
     def __init__(
         self,

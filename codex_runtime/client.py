@@ -42,6 +42,7 @@ from mcp_types import (
     Tool,
     ToolListChangedNotification,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -64,7 +65,13 @@ from ._handlers import (
 )
 from ._requests import HeadersArg, McpRequestError, Sender, ServerFeatures
 from ._server_config import ConfigError, HeaderDelivery, ServerConfig
-from ._trace import clean_otel_context, inject_trace_headers, record_tool_result, tool_call_span
+from ._trace import (
+    clean_otel_context,
+    inject_trace_headers,
+    record_connection,
+    record_tool_result,
+    tool_call_span,
+)
 from ._version import __version__
 from .headers import (
     REDACTED,
@@ -293,6 +300,13 @@ class _Connection:
         self.error: BaseException | None = None
         self.started_at = time.monotonic()
         self.connect_statuses: list[int] = []
+        self.session_id: str | None = None  # the legacy era's Mcp-Session-Id
+
+    def trace_facts(self) -> tuple[str | None, str | None]:
+        """(negotiated protocol version, legacy session id) for tool call spans."""
+        version = self.sdk.session.protocol_version if self.sdk is not None else None
+        legacy = version is not None and version not in MODERN_PROTOCOL_VERSIONS
+        return version, self.session_id if legacy else None
 
     @property
     def tools(self) -> list[Tool] | None:
@@ -676,6 +690,7 @@ class McpClient(ServerFeatures):
         with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url) as span:
             conn = await self._get_connection()
             conn = await self._check_listed(conn, name)
+            record_connection(span, *conn.trace_facts())
             try:
                 with anyio.fail_after(timeout):
                     result = await self._send_call(conn, plan, name, args, request_meta, scope, progress)
@@ -923,6 +938,9 @@ class McpClient(ServerFeatures):
         conn = _CONNECTING.get()
         if conn is not None and not conn.ready.is_set():
             conn.connect_statuses.append(response.status_code)
+            session_id = response.headers.get("mcp-session-id")
+            if session_id:
+                conn.session_id = session_id
 
     # -- connection management -----------------------------------------------------------
 

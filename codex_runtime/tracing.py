@@ -1,11 +1,11 @@
 """OpenTelemetry for sessions and turns: spans, and W3C trace context in and out.
 
 `TraceTurns` is a turn hook: an optional ``session`` span for the session's life, and a
-``turn`` span per turn, current inside the turn body. The client adds, under it, an
-``mcp.tools.call`` span per tool call, and the mcp SDK its own ``MCP send tools/call``
-client span, whose context reaches the server twice in the same request: in the HTTP
-``traceparent`` / ``tracestate`` headers and in ``params._meta`` (SEP-414). Stdio servers
-get ``_meta`` only.
+span per turn (``invoke_agent {name}`` for a turn of the agent loop, else ``turn``),
+current inside the turn body. The client adds, under it, an ``execute_tool {tool}`` span
+per tool call, and the mcp SDK its own ``MCP send tools/call {tool}`` client span, whose
+context reaches the server twice in the same request: in the HTTP ``traceparent`` /
+``tracestate`` headers and in ``params._meta`` (SEP-414). Stdio servers get ``_meta`` only.
 
 Incoming context: `context_from_headers` (what a gateway got on its HTTP request, passed
 as ``session.turn(forwarded_headers=...)``) and `context_from_environ` (``TRACEPARENT`` /
@@ -42,7 +42,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from ._trace import tracer
+from ._trace import current_agent, tracer
 from .headers import CodexRuntimeError, HeadersInput, InvalidHeaderError, normalize_incoming
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .session import Session, Turn, TurnOutcome
 
 __all__ = [
+    "AGENT_SPAN",
     "KEY_ATTRIBUTES",
     "SESSION_SPAN",
     "TURN_SPAN",
@@ -70,6 +71,8 @@ logger = logging.getLogger("codex_runtime.tracing")
 
 SESSION_SPAN = "session"
 TURN_SPAN = "turn"
+#: A turn of the agent loop: ``invoke_agent {agent name}`` (GenAI conventions).
+AGENT_SPAN = "invoke_agent"
 
 _W3C = TraceContextTextMapPropagator()
 _BAGGAGE = W3CBaggagePropagator()
@@ -237,26 +240,31 @@ class TraceTurns:
       outside the session's turns never inherit it; turns use it as their explicit parent.
       Its own parent is the span current when the session is entered, else the
       ``TRACEPARENT`` environment variable's context, else none (a new trace).
-    - ``turn``, per turn, with ``session.id``, ``turn.id``, ``turn.index``,
-      ``gen_ai.conversation.id``, and at its end ``turn.outcome`` (``completed``,
-      ``failed``, ``aborted``) and ``turn.abort_reason`` (``interrupted``, ``replaced``,
-      ``shutdown``, ``timeout``) when aborted. A ``FAILED`` turn has status ``ERROR``,
-      ``error.type`` (the exception's type) and the exception recorded as an event. The
-      span is current inside the turn body (and the tasks it spawns), so each tool
-      call's ``mcp.tools.call`` span and the SDK's ``MCP send tools/call`` client span
-      are its descendants, and servers receive its trace.
+    - per turn, with ``session.id``, ``turn.id``, ``turn.index``,
+      ``gen_ai.conversation.id`` (the session id), and at its end ``turn.outcome``
+      (``completed``, ``failed``, ``aborted``) and ``turn.abort_reason``
+      (``interrupted``, ``replaced``, ``shutdown``, ``timeout``) when aborted. A turn of
+      the agent loop (`AgentLoop.run_turn`) is a GenAI agent invocation: named
+      ``invoke_agent {gen_ai.agent.name}`` (``invoke_agent`` when the loop has no name),
+      with ``gen_ai.operation.name`` = ``invoke_agent``, ``gen_ai.agent.name`` and
+      ``gen_ai.provider.name`` when known. Any other turn is named ``turn``. A ``FAILED``
+      turn has status ``ERROR``, ``error.type`` (the exception's type) and the exception
+      recorded as an event. The span is current inside the turn body (and the tasks it
+      spawns), so each tool call's ``execute_tool`` span and the SDK's ``MCP send
+      tools/call`` client span are its descendants, and servers receive its trace.
 
-    The ``mcp.tools.call`` span is opened by `McpClient.call_tool` (kind ``CLIENT``) with
-    ``mcp.server.name``, ``tool.name``, ``mcp.transport`` (``streamable-http`` or
-    ``stdio``), ``server.address`` and ``server.port`` (HTTP only), and from the MCP
-    semantic conventions (https://opentelemetry.io/docs/specs/semconv/gen-ai/mcp/):
-    ``mcp.method.name`` = ``tools/call``, ``gen_ai.operation.name`` = ``execute_tool``,
-    ``gen_ai.tool.name``, ``network.transport`` (``tcp`` or ``pipe``),
-    ``network.protocol.name`` (``http``), and on failure status ``ERROR`` with
-    ``error.type``: the JSON-RPC error code, ``tool_error`` for a result with
-    ``isError``, else the exception's type. Its name is this package's, not the
-    convention's ``tools/call {tool}``: the SDK's own client span below it already
-    carries the JSON-RPC details (``jsonrpc.request.id``).
+    The ``execute_tool {tool}`` span is opened by `McpClient.call_tool` (kind
+    ``INTERNAL``, as the GenAI conventions' tool execution span; the SDK's CLIENT span
+    below it is the request) with, from the GenAI and MCP semantic conventions
+    (https://opentelemetry.io/docs/specs/semconv/gen-ai/mcp/): ``gen_ai.operation.name``
+    = ``execute_tool``, ``gen_ai.tool.name``, ``gen_ai.tool.call.id`` (the model's id for
+    the call, when the agent loop made it), ``mcp.method.name`` = ``tools/call``,
+    ``mcp.protocol.version``, ``mcp.session.id`` (legacy-era sessions only),
+    ``network.transport`` (``tcp`` or ``pipe``), ``network.protocol.name`` (``http``),
+    ``server.address`` and ``server.port`` (HTTP only), and on failure status ``ERROR``
+    with ``error.type``: the JSON-RPC error code, ``tool_error`` for a result with
+    ``isError``, else the exception's type; plus this package's ``mcp.server.name``,
+    ``tool.name`` and ``mcp.transport`` (``streamable-http`` or ``stdio``).
 
     Args:
         parent: ``"auto"`` (default): a turn continues the caller's trace when its
@@ -333,17 +341,24 @@ class TraceTurns:
         links = None
         if session_span is not None and not is_session:
             links = [Link(session_span.get_span_context(), {"codex_runtime.link": "session"})]
+        attributes: dict[str, Any] = {
+            "session.id": turn.session_id,
+            "turn.id": turn.id,
+            "turn.index": turn.index,
+            "gen_ai.conversation.id": turn.session_id,
+        }
+        name = TURN_SPAN
+        agent = current_agent()
+        if agent is not None:
+            # GenAI conventions: an in-process agent invocation (gen_ai.invoke_agent.internal).
+            name = f"{AGENT_SPAN} {agent.name}" if agent.name else AGENT_SPAN
+            attributes["gen_ai.operation.name"] = AGENT_SPAN
+            if agent.name:
+                attributes["gen_ai.agent.name"] = agent.name
+            if agent.provider:
+                attributes["gen_ai.provider.name"] = agent.provider
         span = tracer().start_span(
-            TURN_SPAN,
-            context=parent,
-            kind=SpanKind.INTERNAL,
-            attributes={
-                "session.id": turn.session_id,
-                "turn.id": turn.id,
-                "turn.index": turn.index,
-                "gen_ai.conversation.id": turn.session_id,
-            },
-            links=links,
+            name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes, links=links
         )
         # Start hooks run in the task that runs the turn body, and end hooks in the same
         # task: attach here, detach in `on_turn_end`.
@@ -442,20 +457,17 @@ def install_memory_exporter() -> InMemorySpanExporter:
     return exporter
 
 
-#: Attributes `format_span_tree` shows, in this order, when a span has them.
+#: Attributes `format_span_tree` shows, in this order, when a span has them (the tool and
+#: method are in the span names: ``execute_tool {tool}``, ``MCP send tools/call {tool}``).
 KEY_ATTRIBUTES: tuple[str, ...] = (
     "session.id",
     "turn.index",
     "turn.id",
     "turn.outcome",
     "turn.abort_reason",
+    "gen_ai.agent.name",
     "mcp.server.name",
-    "tool.name",
-    "mcp.transport",
-    "mcp.method.name",
-    "gen_ai.tool.name",
-    "server.address",
-    "server.port",
+    "gen_ai.tool.call.id",
     "jsonrpc.request.id",
     "error.type",
 )

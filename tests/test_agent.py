@@ -427,7 +427,7 @@ async def test_the_provider_gets_the_turn_spans_traceparent(
     model = OpenAIChatModel(provider.base_url, "m")
     async with model, Session(_configs(server, other_server), hooks=[tracing.TraceTurns()]) as session:
         result = await AgentLoop(session, model).run_turn("trace me")
-    [turn_span] = [s for s in spans.get_finished_spans() if s.name == tracing.TURN_SPAN]
+    [turn_span] = [s for s in spans.get_finished_spans() if s.name == tracing.AGENT_SPAN]
     trace_id = format(turn_span.context.trace_id, "032x")
     span_id = format(turn_span.context.span_id, "016x")
     assert turn_span.attributes["turn.id"] == result.turn.id

@@ -418,7 +418,7 @@ async def test_http_traceparent_names_the_same_span_as_meta(
         assert send_span.name.startswith("MCP send tools/call"), send_span.name
         assert send_span.parent is not None
         tool_span = finished[format(send_span.parent.span_id, "016x")]
-        assert tool_span.name == "mcp.tools.call"
+        assert tool_span.name == "execute_tool echo"
         assert tool_span.attributes is not None and tool_span.attributes["gen_ai.tool.name"] == "echo"
         if text == "no span":
             assert trace_id != turn_trace

@@ -30,7 +30,7 @@ def check_output(out: str) -> None:
     block = out.split(f"trace {CALLER_TRACE}\n")[1].split("\n\n")[0].splitlines()
     names = [line.lstrip("│├└─ ").split("  ")[0] for line in block]
     assert names[0] == "turn" and "(parent 00f067aa0ba902b7, remote)" in block[0]
-    assert names.count("mcp.tools.call") == 2
+    assert names.count("execute_tool lookup") == 2
     assert names.count("MCP send tools/call lookup") == 2
     assert names.count("tools/call lookup") == 2  # the server SDK's own span
     assert names.count("kb.lookup") == 2  # the tool's span, from the extracted context

@@ -153,7 +153,7 @@ async def test_turn_tool_call_and_sdk_span_chain_reaches_the_server(
         sender = got.by_id[sent.span_id]
         assert sender.name == "MCP send tools/call echo" and sender.kind is SpanKind.CLIENT
         tool_span = got.parent_of(sender)
-        assert tool_span.name == "mcp.tools.call" and tool_span.kind is SpanKind.CLIENT
+        assert tool_span.name == "execute_tool echo" and tool_span.kind is SpanKind.INTERNAL
         assert got.parent_of(tool_span) is turn_span
         attributes = dict(tool_span.attributes or {})
         assert attributes["mcp.server.name"] == "apps"
@@ -164,6 +164,14 @@ async def test_turn_tool_call_and_sdk_span_chain_reaches_the_server(
         assert attributes["network.transport"] == "tcp"
         assert attributes["server.address"] == "127.0.0.1"
         assert attributes["server.port"] == server.port
+        # What the connection negotiated, as the server received it on this very request.
+        assert attributes["mcp.protocol.version"] == call.header("mcp-protocol-version")
+        if protocol == "legacy":
+            session_header = call.header("mcp-session-id")
+            assert session_header and attributes["mcp.session.id"] == session_header
+        else:  # the conventions forbid it from 2026-07-28 on (no sessions)
+            assert call.header("mcp-session-id") is None and "mcp.session.id" not in attributes
+        assert "gen_ai.tool.call.id" not in attributes  # no model call behind it
     # The server's own span (same process here) continues the same trace from `_meta`.
     server_spans = [s for s in got.named("tools/call echo") if s.kind is SpanKind.SERVER]
     assert len(server_spans) == 2
@@ -213,7 +221,7 @@ async def test_concurrent_calls_get_distinct_span_ids(
     tool_spans = set()
     for s in sent:
         assert s.trace_id == hex_trace(turn_span)
-        assert got.chain(s.span_id)[:3] == ["MCP send tools/call echo", "mcp.tools.call", "turn"]
+        assert got.chain(s.span_id)[:3] == ["MCP send tools/call echo", "execute_tool echo", "turn"]
         tool_spans.add(hex_parent(got.by_id[s.span_id]))
     assert len(tool_spans) == 12
 
@@ -231,7 +239,7 @@ async def test_stdio_server_gets_meta_only(tmp_path: Path, spans: InMemorySpanEx
     got = Spans(spans)
     [turn_span] = got.named("turn")
     assert sent.trace_id == hex_trace(turn_span)
-    assert got.chain(sent.span_id)[:3] == ["MCP send tools/call echo", "mcp.tools.call", "turn"]
+    assert got.chain(sent.span_id)[:3] == ["MCP send tools/call echo", "execute_tool echo", "turn"]
     tool_span = got.parent_of(got.by_id[sent.span_id])
     attributes = dict(tool_span.attributes or {})
     assert attributes["mcp.transport"] == "stdio" and attributes["network.transport"] == "pipe"
@@ -251,7 +259,11 @@ async def test_tool_call_span_follows_the_error_conventions(
             with pytest.raises(ToolCallError) as refused:
                 await turn.call_tool("apps", "no-such-tool")
             await turn.call_tool("apps", "echo", {"text": "fine"})
-    by_tool = {dict(s.attributes or {})["tool.name"]: s for s in Spans(spans).named("mcp.tools.call")}
+    by_tool = {
+        dict(s.attributes or {})["tool.name"]: s
+        for s in Spans(spans).all
+        if s.name.startswith("execute_tool ")
+    }
     failed = by_tool["fail"]
     assert dict(failed.attributes or {})["error.type"] == "tool_error"
     assert failed.status.status_code is StatusCode.ERROR
@@ -411,7 +423,7 @@ async def test_forwarded_context_is_continued(
         sent = sent_by(record)
         assert sent.trace_id == INCOMING_TRACE
         assert sent.flags == "01"
-        assert got.chain(sent.span_id)[:3] == ["MCP send tools/call echo", "mcp.tools.call", "turn"]
+        assert got.chain(sent.span_id)[:3] == ["MCP send tools/call echo", "execute_tool echo", "turn"]
         assert record.header("tracestate") == expected_state
         assert record.header_values("traceparent") == [record.header("traceparent")]
 
@@ -601,7 +613,7 @@ async def test_two_concurrent_sessions_make_two_separate_traces(
         sent = sent_by(call)
         assert sent.trace_id == trace_of[label]
         chain = got.chain(sent.span_id)
-        assert chain == ["MCP send tools/call echo", "mcp.tools.call", "turn", "session"]
+        assert chain == ["MCP send tools/call echo", "execute_tool echo", "turn", "session"]
         turn_span = got.parent_of(got.parent_of(got.by_id[sent.span_id]))
         assert dict(turn_span.attributes or {})["turn.id"] == turns[label][int(index)].id
     # Every span of a session's trace belongs to that session's turns (or the server's).
@@ -687,11 +699,11 @@ async def test_format_span_tree_shows_parents_and_children(
     lines = text.splitlines()
     assert lines[0] == f"trace {INCOMING_TRACE}"
     names = [line.lstrip("│├└─ ").split("  ")[0] for line in lines[1:]]
-    assert names == ["turn", "mcp.tools.call", "MCP send tools/call echo", "tools/call echo"]
+    assert names == ["turn", "execute_tool echo", "MCP send tools/call echo", "tools/call echo"]
     depth = [len(line) - len(line.lstrip("│├└─ ")) for line in lines[1:]]
     assert depth == sorted(depth) and len(set(depth)) == 4
     assert f"(parent {INCOMING_SPAN}, remote)" in lines[1]
-    assert "turn.index=1" in lines[1] and "[client]" in lines[2] and "[server]" in lines[4]
+    assert "turn.index=1" in lines[1] and "[client]" in lines[3] and "[server]" in lines[4]
     whole = format_span_tree(got.all)
     session_trace = hex_trace(got.named("session")[0])
     block = whole.split(f"trace {session_trace}\n")[1].split("\n\n")[0].splitlines()
