@@ -26,12 +26,14 @@ import anyio
 import attrs
 import httpx2
 from mcp import Client as SdkClient
+from mcp.client import Transport
 from mcp.client._input_required import InputRequiredRoundsExceededError
 from mcp.client.session import ClientSession, IncomingMessage
-from mcp.client.stdio import StdioServerParameters
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
 from mcp_types import (
     CONNECTION_CLOSED,
     INVALID_PARAMS,
@@ -154,15 +156,17 @@ TRANSPORT_FAILED = -32099
 
 
 class _IsolatingTransport(httpx2.AsyncBaseTransport):
-    """Confine a transport failure of one request's POST to that request.
+    """Confine a transport failure of one POST to the one message it carried.
 
     The SDK lets an exception of any POST (a refused connection, a keep-alive connection
-    the server just closed) escape its transport task group, which fails every call in
-    flight on the connection. Instead, a JSON-RPC request whose POST fails before any
-    response arrives gets a made-up JSON-RPC error answer (code `TRANSPORT_FAILED`), which
-    the SDK hands to that request's caller alone. The request is not resent: whether the
-    server saw it is unknown. Other requests (notifications, the GET stream, DELETE) fail
-    as before.
+    the server just closed) escape its POST writer, which ends the writer for good and
+    fails every call in flight on the connection. Instead, a JSON-RPC request whose POST
+    fails before any response arrives gets a made-up JSON-RPC error answer (code
+    `TRANSPORT_FAILED`), which the SDK hands to that request's caller alone; the request
+    is not resent, as whether the server saw it is unknown. A message that expects no
+    answer (a notification such as ``notifications/cancelled``, or a response to a server
+    request) is lost, as a notification may be: it gets a made-up ``202 Accepted``. The
+    GET stream and DELETE fail as before.
     """
 
     def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
@@ -172,9 +176,16 @@ class _IsolatingTransport(httpx2.AsyncBaseTransport):
         try:
             return await self._inner.handle_async_request(request)
         except httpx2.TransportError as exc:
-            request_id = _body_request_id(request) if request.method == "POST" else None
-            if request_id is None:
+            if request.method != "POST":
                 raise
+            request_id = _body_request_id(request)
+            if request_id is None:
+                logger.warning(
+                    "MCP message %s could not be sent and is lost (%s)",
+                    _body_method(request) or "(a response)",
+                    _describe(exc),
+                )
+                return httpx2.Response(202, request=request)
             error = {
                 "code": TRANSPORT_FAILED,
                 "message": f"the request failed in transport: {_describe(exc)}",
@@ -197,6 +208,66 @@ def _body_request_id(request: httpx2.Request) -> str | int | None:
         return None
     request_id = body.get("id")
     return request_id if isinstance(request_id, str | int) and not isinstance(request_id, bool) else None
+
+
+class _WatchedReadStream:
+    """A transport's read stream that reports its end: the transport is dead from then on.
+
+    The SDK's dispatcher treats the end of its read stream as the end of the connection
+    (every pending request gets "connection closed", every later one at once), but tells
+    no one; `McpClient` must know, to stop offering the connection.
+    """
+
+    def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    @property
+    def last_context(self) -> contextvars.Context | None:
+        # The SDK reads the sender's context of each message from here (duck-typed).
+        context: contextvars.Context | None = getattr(self._inner, "last_context", None)
+        return context
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            item: SessionMessage | Exception = await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+        return item
+
+    def __aiter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _WatchedReadStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class _WatchedTransport:
+    """An SDK transport whose read stream reports its end (see `_WatchedReadStream`)."""
+
+    def __init__(self, inner: Transport, on_end: Callable[[], None]) -> None:
+        self._inner = inner
+        self._on_end = on_end
+
+    async def __aenter__(self) -> tuple[Any, Any]:
+        read, write = await self._inner.__aenter__()
+        return _WatchedReadStream(read, self._on_end), write
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return await self._inner.__aexit__(*exc_info)
 
 
 @functools.cache
@@ -270,6 +341,26 @@ class _Plan:
 
 
 _PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("codex_runtime_plan", default=None)
+
+
+@attrs.define
+class _Attempt:
+    """What the HTTP layer saw of one attempt at a request of ``method``, for its sender.
+
+    The SDK sends a request from a task that inherits the sender's context, so the
+    response hook finds this object and records facts that the SDK's error leaves out.
+    ``session_lost``: the server answered ``404`` to the request although it carried an
+    ``mcp-session-id`` (legacy era): the server no longer knows the session, and did not
+    run the request.
+    """
+
+    method: str
+    session_lost: bool = False
+
+
+_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
+    "codex_runtime_attempt", default=None
+)
 # Set in a connection's owner task while it connects. The SDK's own tasks (the POST
 # writer, the legacy GET stream) inherit it, so the response hook only records a status
 # while that connection is still connecting.
@@ -364,6 +455,17 @@ def _leaves(exc: BaseException) -> Iterable[BaseException]:
             yield from _leaves(sub)
     else:
         yield exc
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    """Where and why a result failed validation, without the values it held."""
+    errors = exc.errors(include_url=False, include_input=False)
+    if not errors:
+        return "it does not match the protocol"
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "the result"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
 def _describe(exc: BaseException) -> str:
@@ -715,11 +817,13 @@ class McpClient(ServerFeatures):
             sdk = conn.sdk
             assert sdk is not None
             token = _PLAN.set(plan)
+            seen = _Attempt("tools/call")
+            seen_token = _ATTEMPT.set(seen)
             try:
                 with conn.scoped(scope):
                     return await sdk.call_tool(name, args, progress_callback=progress, meta=_sdk_meta(meta))
             except MCPError as exc:
-                if self._is_session_lost(exc):
+                if seen.session_lost:
                     if attempt == 1:
                         # The server refused the request before running it: safe to resend.
                         conn = await self._recover(conn)
@@ -748,9 +852,20 @@ class McpClient(ServerFeatures):
                 raise TypeError(
                     f"call_tool({name!r}): arguments and meta must be JSON values ({exc})"
                 ) from None
-            except (ValidationError, InputRequiredRoundsExceededError) as exc:
+            except InputRequiredRoundsExceededError as exc:
                 raise ToolCallError(self.name, name, _sdk_failure(exc)) from None
+            except ValidationError as exc:
+                # The SDK could not read the server's answer (e.g. a result without its
+                # ``resultType``): the tool may have run, but its result is unusable.
+                raise ToolCallError(
+                    self.name, name, f"the server's result is malformed: {_validation_summary(exc)}"
+                ) from None
+            except RuntimeError as exc:
+                # The SDK refused the result itself (structured content missing or not
+                # matching the tool's output schema, an input request it cannot serve).
+                raise ToolCallError(self.name, name, f"the server's result was refused: {exc}") from None
             finally:
+                _ATTEMPT.reset(seen_token)
                 _PLAN.reset(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -786,13 +901,15 @@ class McpClient(ServerFeatures):
             sdk = conn.sdk
             assert sdk is not None
             token = _PLAN.set(plan)
+            seen = _Attempt(method)
+            seen_token = _ATTEMPT.set(seen)
             try:
                 with anyio.fail_after(timeout), conn.scoped(scope):
                     return await send(sdk, _sdk_meta(request_meta))
             except TimeoutError:
                 raise ServerUnavailableError(self.name, f"{method}: no answer within {timeout:g} s") from None
             except MCPError as exc:
-                if self._is_session_lost(exc):
+                if seen.session_lost:
                     if attempt == 1:
                         conn = await self._recover(conn)
                         continue
@@ -817,7 +934,11 @@ class McpClient(ServerFeatures):
                 raise TypeError(f"{method}: arguments and meta must be JSON values ({exc})") from None
             except (ValidationError, InputRequiredRoundsExceededError) as exc:
                 raise McpRequestError(self.name, method, _sdk_failure(exc)) from None
+            except RuntimeError as exc:
+                # The SDK refused the answer itself (e.g. an input request it cannot serve).
+                raise McpRequestError(self.name, method, f"the answer was refused: {exc}") from None
             finally:
+                _ATTEMPT.reset(seen_token)
                 _PLAN.reset(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -941,6 +1062,16 @@ class McpClient(ServerFeatures):
             session_id = response.headers.get("mcp-session-id")
             if session_id:
                 conn.session_id = session_id
+        if response.status_code == 404:
+            attempt = _ATTEMPT.get()
+            request = response.request
+            if (
+                attempt is not None
+                and request.method == "POST"
+                and "mcp-session-id" in request.headers
+                and (request.headers.get("mcp-method") or _body_method(request)) == attempt.method
+            ):
+                attempt.session_lost = True
 
     # -- connection management -----------------------------------------------------------
 
@@ -957,21 +1088,23 @@ class McpClient(ServerFeatures):
             event_hooks={"request": [self._on_request], "response": [self._on_response]},
         )
 
-    def _make_sdk_client(self) -> SdkClient:
-        server: Any
+    def _make_sdk_client(self, conn: _Connection) -> SdkClient:
+        transport: Transport
         if self._is_stdio:
             cfg = self._config
-            server = StdioServerParameters(
-                command=cfg.command or "",
-                args=list(cfg.args),
-                env=dict(cfg.env) if cfg.env is not None else None,
-                cwd=cfg.cwd,
+            transport = stdio_client(
+                StdioServerParameters(
+                    command=cfg.command or "",
+                    args=list(cfg.args),
+                    env=dict(cfg.env) if cfg.env is not None else None,
+                    cwd=cfg.cwd,
+                )
             )
         else:
             assert self._http is not None and self._config.url is not None
-            server = streamable_http_client(self._config.url, http_client=self._http)
+            transport = streamable_http_client(self._config.url, http_client=self._http)
         return SdkClient(
-            server,
+            _WatchedTransport(transport, functools.partial(self._transport_ended, conn)),
             mode=self._config.protocol,
             client_info=self._client_info,
             message_handler=self._on_message,
@@ -1087,7 +1220,7 @@ class McpClient(ServerFeatures):
         _CONNECTING.set(conn)
         try:
             with conn.scope:
-                sdk = self._make_sdk_client()
+                sdk = self._make_sdk_client(conn)
                 async with sdk:
                     tools = await self._list_all_tools(sdk, None)
                     conn.tools = tools
@@ -1130,6 +1263,8 @@ class McpClient(ServerFeatures):
                 sdk = conn.sdk
                 assert sdk is not None
                 token = _PLAN.set(_Plan(self, "tools/list", http) if http else None)
+                outcome = _Attempt("tools/list")
+                outcome_token = _ATTEMPT.set(outcome)
                 try:
                     with anyio.fail_after(self._config.startup_timeout), conn.in_use():
                         tools = await self._list_all_tools(sdk, meta)
@@ -1138,20 +1273,42 @@ class McpClient(ServerFeatures):
                         self.name, f"tools/list: no answer within {self._config.startup_timeout:g} s"
                     ) from None
                 except MCPError as exc:
-                    if attempt == 1 and self._is_session_lost(exc):
+                    if attempt == 1 and outcome.session_lost:
                         conn = await self._recover(conn)  # lists the tools as it connects
                         return conn
                     self._connection_closed(conn, exc)
                     raise ServerUnavailableError(self.name, f"tools/list failed: {exc.message}") from None
                 except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     raise ServerUnavailableError(self.name, f"tools/list failed: {_describe(exc)}") from None
+                except ValidationError as exc:
+                    raise ServerUnavailableError(
+                        self.name, f"tools/list: the server's result is malformed: {_validation_summary(exc)}"
+                    ) from None
+                except RuntimeError as exc:
+                    raise ServerUnavailableError(
+                        self.name, f"tools/list: the result was refused: {exc}"
+                    ) from None
                 finally:
+                    _ATTEMPT.reset(outcome_token)
                     _PLAN.reset(token)
                 conn.tools = tools
                 conn.tools_stale = False
                 conn.tools_version += 1
                 return conn
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _transport_ended(self, conn: _Connection) -> None:
+        """The connection's transport stopped delivering messages: it is dead for good.
+
+        Whatever ended it (a stdio server that exited, an HTTP POST writer that died), the
+        connection is closed at once, so that `connected` says so and the next call
+        reconnects; its pending requests get "connection closed" answers.
+        """
+        if conn.stop.is_set():
+            return  # closing on purpose
+        if conn.sdk is not None and not self._closing:
+            logger.warning("MCP server %r: the connection ended; the next call reconnects", self.name)
+        conn.stop.set()
 
     def _connection_closed(self, conn: _Connection, exc: MCPError) -> None:
         """Retire a stdio connection whose pipe closed, so that the next call restarts the server.
@@ -1163,6 +1320,3 @@ class McpClient(ServerFeatures):
         if exc.code == CONNECTION_CLOSED and self._is_stdio and not conn.stop.is_set():
             logger.warning("MCP server %r: stdio server exited; it is restarted on the next call", self.name)
             conn.stop.set()
-
-    def _is_session_lost(self, exc: MCPError) -> bool:
-        return exc.code == -32600 and "session" in exc.message.lower()

@@ -23,8 +23,11 @@ Forms:
 Tools: ``echo`` (returns its arguments and what it saw), ``sleep(seconds)`` (records
 start, end or cancellation), ``fail`` (returns a tool error), ``headers`` (returns the
 request headers it saw), ``block(key)`` (waits until `RecordingServer.release` is called,
-for tests that need a call in flight without timing); the child-process forms also have
-``crash`` (the process exits at once, as a crashing server would). Every form also has
+for tests that need a call in flight without timing), ``reject(code, message)`` (answers
+with that JSON-RPC error), ``unstructured`` (declares an output schema but returns no
+structured content) and ``shapeless`` (over HTTP, its result lacks ``resultType``); the
+child-process forms also have ``crash`` (the process exits at once, as a crashing server
+would). Every form also has
 the client-feature tools, resources and prompts of `codex_runtime._testing_features`
 (``ask``, ``sample``, ``roots``, ``progress``, ``log``, ``link``, ``confirm``;
 ``res://readme``; ``greet``).
@@ -54,6 +57,7 @@ from typing import Any, Self
 import anyio
 import attrs
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 
 from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
@@ -381,6 +385,39 @@ def build_mcp_server(name: str, recorder: _Recorder, *, crashable: bool = False)
         result: str = await run("headers", {}, ctx, body)
         return result
 
+    @server.tool(name="reject", description="Answer with a JSON-RPC error `code` / `message`, not a result.")
+    async def reject_tool(
+        ctx: Context[Any, Any], code: int = -32600, message: str = "user session 42 is invalid"
+    ) -> str:
+        async def body() -> str:
+            raise MCPError(code=code, message=message)
+
+        result: str = await run("reject", {"code": code, "message": message}, ctx, body)
+        return result
+
+    @server.tool(name="unstructured", description="Declare an output schema, return no structured content.")
+    async def unstructured_tool(ctx: Context[Any, Any]) -> CallToolResult:
+        async def body() -> CallToolResult:
+            return CallToolResult(content=[TextContent(type="text", text="no structured content")])
+
+        result: CallToolResult = await run("unstructured", {}, ctx, body)
+        return result
+
+    # Published without a model, the schema is advertised but not enforced by the server.
+    server._tool_manager.get_tool("unstructured").fn_metadata.output_schema = {
+        "type": "object",
+        "properties": {"value": {"type": "integer"}},
+        "required": ["value"],
+    }
+
+    @server.tool(name="shapeless", description="Return a result without its `resultType` (over HTTP).")
+    async def shapeless_tool(ctx: Context[Any, Any]) -> str:
+        async def body() -> str:
+            return "the HTTP layer strips this result's resultType"
+
+        result: str = await run("shapeless", {}, ctx, body)
+        return result
+
     add_client_feature_tools(server, name, run, recorder.subscriptions)
 
     if crashable:
@@ -447,9 +484,51 @@ def _recording_app(
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await receive()
 
+        is_call = isinstance(body, dict) and body.get("method") == "tools/call"
+        if is_call and (body.get("params") or {}).get("name") == "shapeless":
+            send = _without_result_type(send)
         await inner(scope, replay, send)
 
     return app
+
+
+def _without_result_type(send: Any) -> Any:
+    """Wrap an ASGI ``send``: the JSON-RPC result of the response loses its ``resultType``."""
+    start: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    def strip(text: str) -> str:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(message, dict) and isinstance(message.get("result"), dict):
+            message["result"].pop("resultType", None)
+        return json.dumps(message)
+
+    async def wrapped(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            start.update(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        raw = b"".join(chunks).decode()
+        if raw.lstrip().startswith("{"):
+            out = strip(raw)
+        else:  # an SSE stream: one JSON-RPC message per data line
+            out = "\n".join(
+                f"data: {strip(line[6:])}" if line.startswith("data: ") else line for line in raw.split("\n")
+            )
+        headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(out.encode())).encode()))
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": out.encode()})
+
+    return wrapped
 
 
 class _LoopbackServer:
