@@ -862,7 +862,7 @@ class OpenAIChatModel:
         """The headers a model call made now, inside ``turn``, sends (see the class doc)."""
         out: dict[str, str] = {"accept": "application/json"}
         if turn is not None:
-            out.update(self.policy.for_provider(turn.forwarded_headers).to_dict())
+            out.update(self.policy.for_provider(turn._forwarded_input).to_dict())
         out.update(self._headers.to_dict())
         if self._api_key is not None:
             out["authorization"] = f"Bearer {self._api_key}"

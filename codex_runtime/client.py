@@ -491,6 +491,23 @@ def _sdk_meta(meta: Mapping[str, Any] | None) -> RequestParamsMeta | None:
     return cast("RequestParamsMeta", dict(meta)) if meta else None
 
 
+def _meta_headers(value: object, layer: str) -> Headers:
+    """``_meta.extra_headers`` given by a caller or a turn entry, checked as headers of ``layer``.
+
+    It is a header channel (a gateway turns it into HTTP headers), so it gets the rules of
+    HTTP headers: valid names, sendable values, size limits, no protected names.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidHeaderError(
+            f"_meta['extra_headers'] of the {layer} must be a mapping of header names to values, "
+            f"not {type(value).__name__}",
+            rule="meta-not-mapping",
+        )
+    headers = Headers(value)
+    check_settable(headers, layer=layer)
+    return headers
+
+
 def _lists(conn: _Connection, tool: str) -> bool:
     return tool in conn.tool_names
 
@@ -682,11 +699,18 @@ class McpClient(ServerFeatures):
                 staged_headers[name] = value
         staged_meta: dict[str, MetaValue] = {}
         if meta is not None:
+            if not isinstance(meta, Mapping):
+                raise InvalidHeaderError(
+                    f"turn _meta must be a mapping of string keys to values, not {type(meta).__name__}",
+                    rule="meta-not-mapping",
+                )
             for key, meta_value in meta.items():
                 if not isinstance(key, str) or not key:
                     raise InvalidHeaderError(
                         f"turn _meta keys must be non-empty strings, got {type(key).__name__}"
                     )
+                if key == "extra_headers" and not callable(meta_value):
+                    _meta_headers(meta_value, "turn")  # refused now rather than at every call
                 staged_meta[key] = meta_value
         entry = self._turn_entries.get(turn_id)
         merged = {**entry.headers, **staged_headers} if entry is not None else staged_headers
@@ -1024,11 +1048,16 @@ class McpClient(ServerFeatures):
             extra.update(self._config.headers.to_dict())
         if self._delivery in ("meta", "both"):
             extra.update(dynamic)
-        if extra:
-            existing = meta.get("extra_headers")
-            merged = dict(existing) if isinstance(existing, Mapping) else {}
+        given = meta.get("extra_headers")
+        if given is not None or "extra_headers" in meta:
+            # The header channel of ``_meta``: the same rules as HTTP headers, whoever
+            # set it (the caller's ``meta``, or a turn entry).
+            source = "call" if "extra_headers" in caller_meta else "turn"
+            merged = _meta_headers(given, source).to_dict()
             merged.update(extra)
             meta["extra_headers"] = merged
+        elif extra:
+            meta["extra_headers"] = extra
         return http, meta
 
     async def _on_request(self, request: httpx2.Request) -> None:

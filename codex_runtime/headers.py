@@ -13,9 +13,10 @@ Grammar (RFC 9110, sections 5.1, 5.5 and 5.6.2):
     field-content = field-vchar [ 1*( SP / HTAB / field-vchar ) field-vchar ]
     field-vchar   = VCHAR / obs-text          ; %x21-7E / %x80-FF
 
-Names are compared case-insensitively and stored lower-cased. Values are `str` holding
-only code points up to U+00FF; their wire form is their Latin-1 encoding, so the size of
-a value in bytes is its length.
+Names are compared case-insensitively and stored lower-cased. Values are `str` of visible
+ASCII, spaces and tabs: the ``obs-text`` of the grammar (U+0080 to U+00FF) is refused,
+because the HTTP client sends header values as ASCII only, and what validation accepts
+must be sendable. A value's size in bytes is its length.
 
 Merge rule: a name may occur several times in a `Headers`. Names in `LIST_HEADERS`
 resolve to their non-empty values joined with ``", "`` in order; every other name is
@@ -77,9 +78,11 @@ class InvalidHeaderError(CodexRuntimeError, ValueError):
             tied to one name (e.g. the whole set is too large, or the name is not a `str`).
         rule: Short identifier of the broken rule: ``"name-not-str"``, ``"name-not-token"``,
             ``"item-not-pair"``, ``"value-not-str"``, ``"value-control-char"``,
-            ``"value-whitespace"``, ``"value-not-latin1"``, ``"value-not-visible-ascii"``,
+            ``"value-whitespace"``, ``"value-not-ascii"``, ``"value-not-latin1"``,
+            ``"value-not-visible-ascii"``,
             ``"value-too-large"``, ``"set-too-large"``, ``"protected"``,
-            ``"duplicate-differs"`` or ``"pattern-invalid"``.
+            ``"duplicate-differs"``, ``"pattern-invalid"`` or ``"meta-not-mapping"`` (a
+            ``_meta`` or ``_meta.extra_headers`` that is not a mapping).
     """
 
     name: str | None
@@ -163,7 +166,8 @@ _SECRET_WORDS: Final = (
 # Character classes of RFC 9110. `re` treats these ranges as code points, and names
 # are matched against ASCII only.
 _TOKEN_RE: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VALUE_CHARS_RE: Final = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_VALUE_CHARS_RE: Final = re.compile(r"[\t\x20-\x7e]*")
+_LATIN1_RE: Final = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _VISIBLE_ASCII_RE: Final = re.compile(r"[\t\x20-\x7e]*")
 _CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _EDGE_WS: Final = " \t"
@@ -188,8 +192,8 @@ def _positive_int(instance: object, attribute: attrs.Attribute[int], value: obje
 class HeaderLimits:
     """Size limits applied when a `Headers` is built.
 
-    Sizes are in bytes of the Latin-1 wire encoding, which for a valid header is the
-    number of characters (names are ASCII, values are at most U+00FF).
+    Sizes are in bytes of the ASCII wire encoding, which for a valid header is the
+    number of characters.
 
     Attributes:
         max_value_bytes: Largest accepted value, in bytes.
@@ -245,6 +249,14 @@ def _value_error(name: str, value: str) -> InvalidHeaderError:
             "remove it (only horizontal tab is allowed, and only between other characters)",
             name=name,
             rule="value-control-char",
+        )
+    if _LATIN1_RE.fullmatch(value) is not None and _VALUE_CHARS_RE.fullmatch(value) is None:
+        return InvalidHeaderError(
+            f"header {name!r}: the value contains a character beyond ASCII (U+0080 to U+00FF), "
+            "which HTTP clients cannot send; encode it (for example percent-encode its UTF-8 "
+            "bytes) before using it in a header",
+            name=name,
+            rule="value-not-ascii",
         )
     if _VALUE_CHARS_RE.fullmatch(value) is None:
         return InvalidHeaderError(
@@ -310,14 +322,15 @@ def validate_name(name: object) -> str:
 def validate_value(name: str, value: object, limits: HeaderLimits = DEFAULT_LIMITS) -> str:
     """Check that `value` is a valid value for header `name` and return it unchanged.
 
-    A valid value matches RFC 9110 ``field-value``: visible ASCII, spaces, tabs and
-    ``obs-text`` (U+0080 to U+00FF), with no space or tab first or last. The empty value
-    is valid. `name` is only used (lower-cased) in the error; it is not validated.
+    A valid value matches RFC 9110 ``field-value`` without ``obs-text``: visible ASCII,
+    spaces and tabs, with no space or tab first or last (what an HTTP client can send).
+    The empty value is valid. `name` is only used (lower-cased) in the error; it is not validated.
 
     Raises:
         InvalidHeaderError: With ``rule`` one of ``"value-not-str"``,
             ``"value-control-char"`` (CR, LF, NUL or any other control character except
-            an inner tab), ``"value-not-latin1"`` (a character above U+00FF),
+            an inner tab), ``"value-not-ascii"`` (a character from U+0080 to U+00FF),
+            ``"value-not-latin1"`` (a character above U+00FF),
             ``"value-whitespace"`` (leading or trailing space or tab) or
             ``"value-too-large"`` (longer than ``limits.max_value_bytes``).
     """
@@ -330,7 +343,7 @@ def is_valid_name(name: object) -> bool:
 
 
 def is_valid_value(value: object) -> bool:
-    """Return whether `value` is a `str` matching RFC 9110 ``field-value``.
+    """Return whether `value` is a `str` matching RFC 9110 ``field-value`` without ``obs-text``.
 
     Only the grammar is checked, not the size limits.
     """

@@ -82,8 +82,10 @@ def turn_metadata(turn: Turn) -> dict[str, Any]:
             encoded = (
                 value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, allow_nan=False)
             )
-        except (TypeError, ValueError):
-            raise InvalidMetadataError(f"turn metadata value of {key!r} is not JSON-serializable") from None
+        except (TypeError, ValueError, RecursionError):
+            raise InvalidMetadataError(
+                f"turn metadata value of {key!r} is not JSON-serializable (or is nested too deeply)"
+            ) from None
         if len(encoded.encode("utf-8")) > MAX_METADATA_VALUE_BYTES:
             raise InvalidMetadataError(
                 f"turn metadata value of {key!r} is larger than {MAX_METADATA_VALUE_BYTES} bytes"
@@ -161,9 +163,10 @@ class TurnHeaders:
 class ForwardHeaders:
     """Forward selected caller headers to MCP tool calls (an SMG-style gateway).
 
-    At turn start it checks ``turn.forwarded_headers`` (differing repeats of a
-    single-valued header, values that are not visible ASCII: `InvalidHeaderError`, and
-    the turn fails before its body), keeps what ``policy.for_mcp`` allows, and sets it as
+    At turn start it checks the incoming headers that the policy forwards to either side
+    (differing repeats of a single-valued header, values that are not visible ASCII:
+    `InvalidHeaderError`, and the turn fails before its body; headers it forwards nowhere
+    are not checked), keeps what ``policy.for_mcp`` allows, and sets it as
     a turn entry on servers with ``ServerConfig(forward=True)`` only — never on a server
     the caller names at run time. Delivery follows each server's ``header_delivery``.
     The entries are cleared at turn end.
@@ -178,8 +181,11 @@ class ForwardHeaders:
         return f"ForwardHeaders(policy={self.policy!r})"
 
     async def on_turn_start(self, turn: Turn) -> None:
-        self.policy.check(turn.forwarded_headers)
-        selected = self.policy.for_mcp(turn.forwarded_headers)
+        # The headers as received: only those the policy forwards are checked, so an
+        # invalid header that goes nowhere (say a 9 KiB cookie) cannot refuse the turn.
+        incoming = turn._forwarded_input
+        self.policy.check(incoming)
+        selected = self.policy.for_mcp(incoming)
         if not selected:
             return
         self._values[turn.id] = selected

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
@@ -47,7 +47,17 @@ from ._turn_model import (
     TurnStateError,
 )
 from .client import McpClient, ServerConfig, ServerUnavailableError, ToolCallError
-from .headers import CodexRuntimeError, Headers, HeadersInput, InvalidHeaderError
+from .headers import (
+    MAX_TOTAL_BYTES,
+    MAX_VALUE_BYTES,
+    CodexRuntimeError,
+    Headers,
+    HeadersInput,
+    InvalidHeaderError,
+    _raw_pairs,
+    is_valid_name,
+    is_valid_value,
+)
 
 __all__ = [
     "AbortReason",
@@ -102,6 +112,35 @@ def _hook_name(hook: object) -> str:
 
 
 _NO_HEADERS = Headers(())
+
+
+def _incoming(forwarded: HeadersInput | None) -> tuple[Headers, HeadersInput]:
+    """A turn's incoming headers: (the valid ones, as `Headers`; all of them, as given).
+
+    Only a forwarding policy knows which incoming headers leave the process, so only the
+    headers it forwards may refuse a turn (see `ForwardHeaders`): an invalid header here,
+    say a 9 KiB cookie, is left out of the `Headers` rather than refusing the turn. The
+    input's shape (a mapping or (name, value) pairs) is checked here.
+    """
+    if forwarded is None:
+        return _NO_HEADERS, _NO_HEADERS
+    if isinstance(forwarded, Headers):
+        return forwarded, forwarded
+    # Shape checked; names and values may be anything yet.
+    pairs = cast("tuple[tuple[str, str], ...]", tuple(_raw_pairs(forwarded)))
+    try:
+        return Headers(pairs), pairs
+    except InvalidHeaderError:
+        kept: list[tuple[str, str]] = []
+        size = 0
+        for name, value in pairs:
+            if not (isinstance(name, str) and is_valid_name(name) and is_valid_value(value)):
+                continue
+            if len(value) > MAX_VALUE_BYTES or size + len(name) + len(value) > MAX_TOTAL_BYTES:
+                continue
+            kept.append((name, value))
+            size += len(name) + len(value)
+        return Headers(kept), pairs
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -167,6 +206,8 @@ class Turn:
         self.session = session
         self.metadata = metadata
         self.forwarded_headers = forwarded_headers
+        # The incoming headers as given, invalid ones included, for forwarding policies.
+        self._forwarded_input: HeadersInput = forwarded_headers
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.outcome: TurnOutcome | None = None
@@ -881,15 +922,12 @@ class Session:
     ) -> Turn:
         self._check_open()
         meta = _check_metadata(metadata)
-        if forwarded is None:
-            headers = _NO_HEADERS
-        else:
-            headers = forwarded if isinstance(forwarded, Headers) else Headers(forwarded)
+        headers, incoming = _incoming(forwarded)
         timeout = _check_timeout(timeout, "turn timeout")
         if timeout is None:
             timeout = self.turn_timeout
         if self._current is None and not self._begin_lock.locked():
-            return self._new_turn(meta, headers, timeout)  # nothing to wait for
+            return self._new_turn(meta, headers, timeout, incoming)  # nothing to wait for
         self._check_not_inside_current()
         async with self._begin_lock:
             self._check_open()
@@ -903,9 +941,11 @@ class Session:
                 current.abort(AbortReason.REPLACED)
                 await current.wait_ended()
                 self._check_open()
-            return self._new_turn(meta, headers, timeout)
+            return self._new_turn(meta, headers, timeout, incoming)
 
-    def _new_turn(self, metadata: dict[str, Any], headers: Headers, timeout: float | None) -> Turn:
+    def _new_turn(
+        self, metadata: dict[str, Any], headers: Headers, timeout: float | None, incoming: HeadersInput
+    ) -> Turn:
         ident, self._next_ident = self._next_ident, None
         if ident is None:
             self._turn_count += 1
@@ -913,6 +953,7 @@ class Session:
         else:
             self._turn_count = max(self._turn_count, ident[1])
             turn = Turn(self, ident[1], metadata, headers, timeout, ident[0])
+        turn._forwarded_input = incoming
         self._current = turn
         return turn
 
@@ -1026,7 +1067,9 @@ class Session:
                 with anyio.CancelScope(shield=True) as guard:
                     guard.deadline = anyio.current_time() + self.end_hook_timeout
                     await end(turn, draft)
-                if guard.cancelled_caught:
+                # `cancel_called`, not `cancelled_caught`: a hook that swallowed the
+                # cancellation still overran its bound.
+                if guard.cancel_called:
                     raise TimeoutError(f"on_turn_end took longer than {self.end_hook_timeout:g} s")
             except BaseException as exc:
                 # One end hook's failure never stops the others: header clearing must happen.

@@ -404,7 +404,9 @@ def build_mcp_server(name: str, recorder: _Recorder, *, crashable: bool = False)
         return result
 
     # Published without a model, the schema is advertised but not enforced by the server.
-    server._tool_manager.get_tool("unstructured").fn_metadata.output_schema = {
+    unstructured = server._tool_manager.get_tool("unstructured")
+    assert unstructured is not None
+    unstructured.fn_metadata.output_schema = {
         "type": "object",
         "properties": {"value": {"type": "integer"}},
         "required": ["value"],
@@ -484,8 +486,8 @@ def _recording_app(
                 return {"type": "http.request", "body": raw, "more_body": False}
             return await receive()
 
-        is_call = isinstance(body, dict) and body.get("method") == "tools/call"
-        if is_call and (body.get("params") or {}).get("name") == "shapeless":
+        params = body.get("params") if isinstance(body, dict) and rpc_method == "tools/call" else None
+        if isinstance(params, dict) and params.get("name") == "shapeless":
             send = _without_result_type(send)
         await inner(scope, replay, send)
 

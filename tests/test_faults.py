@@ -96,9 +96,7 @@ async def test_the_agent_loop_hands_a_malformed_result_to_the_model(server: Reco
     def answer(request: ModelRequest) -> ModelResponse:
         return ModelResponse(text=" | ".join(m.content or "" for m in request.messages if m.role == "tool"))
 
-    model = ScriptedModel(
-        [[ToolCall("srv__unstructured", {}), ToolCall("srv__block", {"key": key})], answer]
-    )
+    model = ScriptedModel([[ToolCall("srv__unstructured", {}), ToolCall("srv__block", {"key": key})], answer])
     async with Session([_config(server)]) as session:
         server.clear()
         loop = AgentLoop(session, model)
@@ -135,7 +133,8 @@ class _NotificationsFail(httpx2.AsyncBaseTransport):
         self.one_failed = anyio.Event()
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.method == "POST" and b'"notifications/' in request.content and b'"id"' not in request.content:
+        body = request.content
+        if request.method == "POST" and b'"notifications/' in body and b'"id"' not in body:
             self.failed.append(request.content.decode())
             self.one_failed.set()
             if self.bug:
@@ -224,15 +223,18 @@ async def test_a_connection_whose_transport_died_says_so_and_the_next_call_recon
         faults = _NotificationsFail(isolating._inner, bug=True)
         isolating._inner = faults
         server.clear()
+        conn_before = client._conn
         with anyio.CancelScope() as cancelled:
             async with anyio.create_task_group() as inner:
                 inner.start_soon(client.call_tool, "sleep", {"seconds": 30})
                 await server.wait_for_calls("sleep", 1)
                 cancelled.cancel()
         await faults.one_failed.wait()
+        conn = conn_before
+        assert conn is not None
         with anyio.fail_after(10):
-            while client.connected:
-                await anyio.sleep(0.01)
+            await conn.closed.wait()  # closed by itself, once its transport ended
+        assert not client.connected
         isolating._inner = faults.inner
         assert not (await client.call_tool("echo", {"text": "reconnected"})).is_error
         assert client.connected

@@ -398,7 +398,7 @@ BAD_INCOMING = {
     "non-latin-1 in a forwarded value": [(TOKEN, "t\u20acst")],
     "line break in a value": [(TOKEN, "a\r\nx-injected: 1")],
     "space-padded value": [(COMPARTMENT, " c1")],
-    "invalid name": [("bad name", "v")],
+    "invalid name under a forwarded prefix": [("x-request-id-bad name", "v")],
 }
 
 
