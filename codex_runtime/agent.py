@@ -22,8 +22,17 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import anyio
 import attrs
 import httpx2
-from mcp_types import CallToolResult, TextContent
+from mcp_types import (
+    INVALID_REQUEST,
+    CallToolResult,
+    CreateMessageResult,
+    ErrorData,
+    SamplingMessage,
+    TextContent,
+)
 
+from ._handlers import ServerRequest
+from ._resource_tools import BUILTIN_SERVER, resource_tool_specs, run_resource_tool
 from ._trace import bind_tool_call_id, inject_trace_headers, invoking_agent
 from .headers import CodexRuntimeError, HeaderPolicy, Headers, HeadersInput, check_settable
 from .session import (
@@ -46,11 +55,13 @@ __all__ = [
     "ModelError",
     "ModelRequest",
     "ModelResponse",
+    "ModelSampling",
     "ModelStep",
     "OpenAIChatModel",
     "ScriptedModel",
     "ToolCall",
     "ToolCallFinished",
+    "ToolCallProgress",
     "ToolCallStarted",
     "ToolResult",
     "ToolSpec",
@@ -323,7 +334,17 @@ class ToolCallFinished:
     result: ToolResult
 
 
-AgentEvent = ModelStep | ToolCallStarted | ToolCallFinished
+@attrs.frozen
+class ToolCallProgress:
+    """Event: a running tool call reported progress (``notifications/progress``)."""
+
+    call: ToolCall
+    progress: float
+    total: float | None
+    message: str | None
+
+
+AgentEvent = ModelStep | ToolCallStarted | ToolCallProgress | ToolCallFinished
 EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 
 
@@ -387,8 +408,12 @@ class AgentLoop:
             asks for tools, they are not run and the turn fails (`MaxStepsError`).
         parallel_tool_calls: Run the tool calls of one answer concurrently.
         instructions: A system message put first in the conversation.
-        on_event: Called (sync or async) with each `ModelStep`, `ToolCallStarted` and
-            `ToolCallFinished`, inside the turn; an error it raises fails the turn.
+        on_event: Called (sync or async) with each `ModelStep`, `ToolCallStarted`,
+            `ToolCallProgress` and `ToolCallFinished`, inside the turn; an error it raises
+            fails the turn (for `ToolCallProgress` it is only logged).
+        resource_tools: Offer the model the built-in tools ``list_resources`` and
+            ``read_resource`` (to follow resource links tools return). ``None`` (the
+            default) offers them when a server of the session declares resources.
         name: The agent's name: under `TraceTurns` each turn of this loop is a span
             ``invoke_agent {name}`` (``invoke_agent`` without a name), and each tool
             call's ``execute_tool`` span carries the model's call id.
@@ -404,6 +429,7 @@ class AgentLoop:
         instructions: str | None = None,
         on_event: EventHandler | None = None,
         name: str | None = None,
+        resource_tools: bool | None = None,
     ) -> None:
         if not isinstance(session, Session):
             raise TypeError("AgentLoop() needs a Session")
@@ -420,6 +446,10 @@ class AgentLoop:
         self.instructions = instructions
         self.on_event = on_event
         self.name = name
+        self.resource_tools = resource_tools
+        sampling = session.handlers.sampling if session.handlers is not None else None
+        if isinstance(sampling, ModelSampling) and sampling.session is None:
+            sampling.session = session
         self._messages: list[Message] = []
         self._turn: Turn | None = None
         self._running = False
@@ -538,7 +568,15 @@ class AgentLoop:
         return await self.model.respond(request)
 
     async def _call_tool(self, turn: Turn, call: ToolCall, spec: ToolSpec) -> CallToolResult:
-        return await turn.call_tool(spec.server, spec.tool, call.arguments)
+        if spec.server == BUILTIN_SERVER:
+            return await run_resource_tool(turn, spec.tool, call.arguments)
+        if self.on_event is None:
+            return await turn.call_tool(spec.server, spec.tool, call.arguments)
+
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            await self._emit(ToolCallProgress(call, value, total, message))
+
+        return await turn.call_tool(spec.server, spec.tool, call.arguments, on_progress=progress)
 
     async def _emit(self, event: AgentEvent) -> None:
         if self.on_event is not None:
@@ -547,10 +585,16 @@ class AgentLoop:
                 await maybe
 
     async def _catalog(self) -> tuple[ToolSpec, ...]:
-        return tuple(
+        specs = [
             ToolSpec(t.name, t.server, t.tool.name, t.description, t.input_schema)
             for t in await self.session.list_tools()
-        )
+        ]
+        if self.resource_tools is not False:
+            builtins = resource_tool_specs(self.session)
+            if self.resource_tools and not builtins:
+                builtins = resource_tool_specs(self.session, always=True)
+            specs += [ToolSpec(name, BUILTIN_SERVER, name, text, schema) for name, text, schema in builtins]
+        return tuple(specs)
 
     async def _body(self, turn: Turn, user_input: str, run: _TurnRun) -> None:
         self._messages.append(Message.user(user_input))
@@ -679,6 +723,56 @@ class AgentLoop:
                 )
         outputs[call.id] = result
         await self._emit(ToolCallFinished(step, result))
+
+
+# -- sampling served by a model ------------------------------------------------------------------
+
+
+class ModelSampling:
+    """A `ClientHandlers` sampling handler served by a `Model` (opt in: pass it yourself).
+
+    A server's ``sampling/createMessage`` becomes a `ModelRequest` without tools, made on
+    behalf of the session's running turn (so the model call carries that turn's provider
+    headers and trace context); the model's text is the answer. Requests that name
+    another turn, or arrive while no turn runs, are refused.
+
+        sampling = ModelSampling(model)
+        async with Session(servers, handlers=ClientHandlers(sampling=sampling)) as session:
+            loop = AgentLoop(session, model)   # binds ``sampling`` to the session
+    """
+
+    def __init__(self, model: Model, *, session: Session | None = None, name: str | None = None) -> None:
+        if not callable(getattr(model, "respond", None)):
+            raise TypeError("ModelSampling() needs a model with an async respond(request) method")
+        self.model = model
+        self.session = session
+        self.name = name or str(getattr(model, "model", None) or type(model).__name__)
+
+    async def __call__(self, request: ServerRequest) -> CreateMessageResult | ErrorData:
+        turn = self.session.current_turn if self.session is not None else None
+        if turn is None or turn.state is not TurnState.RUNNING:
+            return ErrorData(code=INVALID_REQUEST, message="sampling is served only while a turn runs")
+        if request.turn_id is not None and request.turn_id != turn.id:
+            return ErrorData(code=INVALID_REQUEST, message="sampling is served only for the running turn")
+        params = request.params
+        messages = [Message.system(params.system_prompt)] if params.system_prompt else []
+        messages += [_sampled_message(m) for m in params.messages]
+        model_request = ModelRequest(tuple(messages), (), turn, 1, parallel_tool_calls=False)
+        response = await self.model.respond(model_request)
+        return CreateMessageResult(
+            role="assistant",
+            content=TextContent(type="text", text=response.text or ""),
+            model=self.name,
+            stop_reason="endTurn",
+        )
+
+
+def _sampled_message(message: SamplingMessage) -> Message:
+    blocks = message.content if isinstance(message.content, list) else [message.content]
+    text = "\n".join(
+        b.text if isinstance(b, TextContent) else f"[{getattr(b, 'type', 'content')}]" for b in blocks
+    )
+    return Message.user(text) if message.role == "user" else Message.assistant(text)
 
 
 # -- scripted model ------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ``codex-runtime`` command: ``demo``, ``tools``, ``call`` and ``run``.
+"""The ``codex-runtime`` command: ``demo``, ``tools``, ``call``, ``run``, ``resources``,
+``read``, ``prompts`` and ``prompt``.
 
 Exit codes: 0 ok, 1 the work failed, 2 usage or configuration error, 130 interrupted.
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 import anyio.abc
 
+from . import _cli_resources
 from ._version import __version__
 
 if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
@@ -181,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per model call")
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(run)
+    _cli_resources.add_commands(sub, _EPILOG)
     return parser
 
 
@@ -196,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tools": _tools,
         "call": _call,
         "run": _run,
+        **_cli_resources.COMMANDS,
     }
     try:
         if args.command == "demo":

@@ -29,6 +29,8 @@ LAYER_OF = {
     "_requests": "client",
     "_testing_features": "testing",
     "_session_features": "session",
+    "_resource_tools": "agent",
+    "_cli_resources": "cli",
     "__main__": "cli",
     "__init__": "init",
 }

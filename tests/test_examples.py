@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
-SESSION_EXAMPLES = ["quickstart.py", "programmatic_turns.py", "custom_hook.py"]
+SESSION_EXAMPLES = ["quickstart.py", "programmatic_turns.py", "custom_hook.py", "elicitation.py"]
 
 
 def load_main(name: str) -> Callable[[], Awaitable[None]]:
@@ -57,10 +57,29 @@ def check_custom_hook(out: str) -> None:
     ]
 
 
+def check_elicitation(out: str) -> None:
+    era = [
+        "  [tools/ask] asks the user: What is your name?",
+        "  ask -> {'name': 'Ada'}",
+        "  [tools/sample] asks the model: Name a colour",
+        "  sample -> (a model's answer to 'Name a colour')",
+        "  roots -> ['file:///work/repo']",
+        "  res://readme -> readme of tools",
+        "  prompt greet -> Hello, Ada!",
+    ]
+    lines = out.splitlines()
+    # Progress notifications are delivered as they come: their place among the lines varies.
+    progress = [line for line in lines if line.startswith("  progress ")]
+    rest = [line for line in lines if not line.startswith("  progress ")]
+    assert rest == ["protocol 2025-11-25:", *era, "protocol 2026-07-28:", *era]
+    assert sorted(progress) == sorted(["  progress 1/2: step 1", "  progress 2/2: step 2"] * 2)
+
+
 CHECKS = {
     "quickstart.py": check_quickstart,
     "programmatic_turns.py": check_programmatic_turns,
     "custom_hook.py": check_custom_hook,
+    "elicitation.py": check_elicitation,
 }
 
 
