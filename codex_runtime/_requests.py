@@ -75,6 +75,12 @@ class ServerFeatures:
     async def _connected_session(self) -> ClientSession:
         raise NotImplementedError
 
+    def _listened(self) -> frozenset[str]:
+        raise NotImplementedError
+
+    async def _listen_to(self, uris: frozenset[str], timeout: float | None) -> None:
+        raise NotImplementedError
+
     # -- what the server said about itself ---------------------------------------------
 
     @property
@@ -187,8 +193,17 @@ class ServerFeatures:
     async def subscribe_resource(
         self, uri: str, *, headers: HeadersArg = None, timeout: float | None = None
     ) -> None:
-        """Ask for ``notifications/resources/updated`` about ``uri`` (`ClientHandlers.resource_updated`)."""
+        """Ask for ``notifications/resources/updated`` about ``uri`` (`ClientHandlers.resource_updated`).
+
+        Legacy sessions send ``resources/subscribe``. The 2026-07-28 protocol has no such
+        request: there the client keeps one ``subscriptions/listen`` stream open for every
+        subscribed URI (opened again when the set changes; static headers only, as it
+        outlives the calling task). Returns once the server acknowledged it.
+        """
         uri = _text(uri, "a resource URI", "subscribe_resource")
+        if (await self._connected_session()).protocol_version in MODERN_PROTOCOL_VERSIONS:
+            await self._listen_to(self._listened() | {uri}, timeout)
+            return
 
         async def send(sdk: SdkClient, m: types.RequestParamsMeta | None) -> None:
             request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri, _meta=m))
@@ -201,6 +216,9 @@ class ServerFeatures:
     ) -> None:
         """Stop the updates `subscribe_resource` asked for."""
         uri = _text(uri, "a resource URI", "unsubscribe_resource")
+        if (await self._connected_session()).protocol_version in MODERN_PROTOCOL_VERSIONS:
+            await self._listen_to(self._listened() - {uri}, timeout)
+            return
 
         async def send(sdk: SdkClient, m: types.RequestParamsMeta | None) -> None:
             request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri, _meta=m))

@@ -6,7 +6,8 @@ on legacy sessions and input-required rounds on 2026-07-28):
 
 - tools ``ask(question)`` (elicitation), ``sample(prompt)`` (sampling), ``roots``
   (``roots/list``), ``progress(steps)`` (progress notifications), ``log(message,
-  level)`` (a log message), ``link(uri)`` (a result holding a resource link), and
+  level)`` (a log message), ``touch(uri)`` (a resource update), ``link(uri)`` (a result
+  holding a resource link), and
   ``confirm`` (a hand-written input-required round, 2026-07-28 only, returning the
   request state it was sent back);
 - resources ``res://readme`` and ``res://data.json``, the template
@@ -44,6 +45,7 @@ from mcp_types import (
     TextContent,
     UnsubscribeRequestParams,
 )
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import BaseModel
 
 #: The request state the ``confirm`` tool hands out (odd characters: it must come back verbatim).
@@ -141,6 +143,18 @@ def add_client_feature_tools(server: MCPServer, name: str, run: Runner, subscrip
             return CallToolResult(content=[TextContent(type="text", text="see the link"), link])
 
         result: CallToolResult = await run("link", {"uri": uri}, ctx, body)
+        return result
+
+    @server.tool(name="touch", description="Tell subscribers that resource `uri` changed.")
+    async def touch_tool(ctx: Context[Any, Any], uri: str = "res://readme") -> str:
+        async def body() -> str:
+            if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                await ctx.notify_resource_updated(uri)  # to subscriptions/listen streams
+            else:
+                await ctx.session.send_resource_updated(uri)
+            return f"touched {uri}"
+
+        result: str = await run("touch", {"uri": uri}, ctx, body)
         return result
 
     @server.tool(name="confirm", description="Ask for confirmation in an input-required round (2026-07-28).")

@@ -31,6 +31,7 @@ from mcp.client._input_required import InputRequiredRoundsExceededError
 from mcp.client.session import ClientSession, IncomingMessage
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.client.subscriptions import listen as sdk_listen
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
@@ -571,6 +572,10 @@ class McpClient(ServerFeatures):
         self._closing = False
         self._stdio_starts: list[float] = []
         self._delivery: HeaderDelivery = config.effective_delivery
+        # 2026-07-28 resource subscriptions: the URIs, and the listen stream's cancel scope.
+        self._listen_uris: frozenset[str] = frozenset()
+        self._listen_scope: anyio.CancelScope | None = None
+        self._listen_lock = anyio.Lock()
         self._is_stdio = config.command is not None
 
     # -- public properties -------------------------------------------------------------
@@ -643,6 +648,8 @@ class McpClient(ServerFeatures):
             return
         self._closing = True
         self._conn = None
+        if self._listen_scope is not None:
+            self._listen_scope.cancel()
         owned = list(self._owned)
         for conn in owned:
             conn.stop.set()
@@ -976,6 +983,63 @@ class McpClient(ServerFeatures):
         conn = await self._get_connection()
         assert conn.sdk is not None
         return conn.sdk.session
+
+    def _listened(self) -> frozenset[str]:
+        return self._listen_uris
+
+    async def _listen_to(self, uris: frozenset[str], timeout: float | None) -> None:
+        """Replace the ``subscriptions/listen`` stream by one for ``uris`` (none: just close it)."""
+        async with self._listen_lock:
+            if self._listen_scope is not None:
+                self._listen_scope.cancel()
+                self._listen_scope = None
+            self._listen_uris = uris
+            if not uris:
+                return
+            if self._tg is None or self._closing:
+                raise ServerUnavailableError(self.name, "the client is not connected")
+            scope = anyio.CancelScope()
+            ready = anyio.Event()
+            failure: list[BaseException] = []
+            self._listen_scope = scope
+            self._tg.start_soon(self._listen, uris, scope, ready, failure)
+            limit = timeout if timeout is not None else self._config.startup_timeout
+            with anyio.move_on_after(limit) as waited:
+                await ready.wait()
+            if waited.cancelled_caught or failure:
+                scope.cancel()
+                self._listen_scope = None
+                self._listen_uris = frozenset()
+                reason = _describe(failure[0]) if failure else f"no acknowledgment within {limit:g} s"
+                raise McpRequestError(self.name, "subscriptions/listen", reason)
+
+    async def _listen(
+        self, uris: frozenset[str], scope: anyio.CancelScope, ready: anyio.Event, failure: list[BaseException]
+    ) -> None:
+        """Hold one ``subscriptions/listen`` stream open; its updates reach `_on_message`."""
+        # It outlives the task that subscribed: no turn, call headers or span of that task.
+        _reset_for_owner_task()
+        clean_otel_context()
+        _PLAN.set(None)
+        _CALL_SCOPE.set(None)
+        with scope:
+            try:
+                conn = await self._get_connection()
+                assert conn.sdk is not None
+                async with sdk_listen(conn.sdk.session, resource_subscriptions=sorted(uris)) as events:
+                    ready.set()
+                    async for _ in events:
+                        pass  # each update is also delivered as a notification (see `_on_message`)
+                logger.info("MCP server %r: the resource subscription stream ended", self.name)
+            except Exception as exc:
+                if ready.is_set():
+                    logger.warning(
+                        "MCP server %r: resource subscription stream lost (%s)", self.name, _describe(exc)
+                    )
+                else:
+                    failure.append(exc)
+            finally:
+                ready.set()
 
     def _scope_of_server_request(self, fallback: bool) -> _CallScope | None:
         """The call a server request belongs to, when that is certain (see `ServerRequest`)."""

@@ -201,6 +201,33 @@ async def test_legacy_subscription_delivers_updates(server: RecordingServer) -> 
     assert sub.header("x-call") == "sub"
 
 
+async def test_subscriptions_deliver_updates_in_the_2026_era(server: RecordingServer) -> None:
+    updates: list[str] = []
+    got = anyio.Event()
+
+    async def updated(request: ServerRequest) -> None:
+        updates.append(str(request.params.uri))
+        got.set()
+
+    cfg = ServerConfig(name="rec", url=server.url)
+    async with McpClient(cfg, handlers=ClientHandlers(resource_updated=updated)) as client:
+        assert client.protocol_version == "2026-07-28"
+        await client.subscribe_resource("res://readme")
+        await client.subscribe_resource("res://data.json")
+        await client.call_tool("touch", {"uri": "res://data.json"})
+        with anyio.fail_after(10):
+            await got.wait()
+        await client.unsubscribe_resource("res://data.json")
+        await client.unsubscribe_resource("res://readme")
+    assert updates == ["res://data.json"]
+    # One stream per set of URIs: the second subscription replaced the first stream.
+    filters = [
+        r.params["notifications"].get("resourceSubscriptions")
+        for r in server.requests("subscriptions/listen")
+    ]
+    assert filters == [["res://readme"], ["res://data.json", "res://readme"], ["res://readme"]]
+
+
 async def test_stdio_requests_carry_headers_in_meta(tmp_path: Path) -> None:
     record = tmp_path / "stdio.jsonl"
     cfg = stdio_server_config("io", record, headers={"x-static": "s"})
@@ -244,3 +271,10 @@ async def test_turn_requests_need_a_running_turn_and_a_known_server(server: Reco
 
         with pytest.raises(TurnStateError):
             await turn.get_prompt("rec", "greet", {"name": "x"})
+
+
+async def test_closing_a_client_ends_its_subscription_stream(server: RecordingServer) -> None:
+    with anyio.fail_after(20):
+        async with McpClient(ServerConfig(name="rec", url=server.url)) as client:
+            await client.subscribe_resource("res://readme")
+    assert len(server.requests("subscriptions/listen")) == 1
