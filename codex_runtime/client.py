@@ -483,7 +483,7 @@ def _sdk_failure(exc: BaseException) -> str:
     if isinstance(exc, InputRequiredRoundsExceededError):
         return f"the server asked for input more than {exc.max_rounds} rounds in a row"
     if isinstance(exc, ValidationError):
-        return f"the server's answer is malformed ({exc.error_count()} validation errors in {exc.title})"
+        return f"the server's answer is malformed: {_validation_summary(exc)}"
     return type(exc).__name__
 
 
