@@ -48,6 +48,15 @@ class _UsageError(Exception):
 _EPILOG = "exit codes: 0 ok, 1 the work failed, 2 usage or configuration error, 130 interrupted"
 
 
+_CONFIG_HELP = "config.toml or mcpServers .json (default: $CODEX_HOME/config.toml, ~/.codex/config.toml)"
+
+
+def default_config_path() -> str:
+    """Codex's configuration file: ``$CODEX_HOME/config.toml``, else ``~/.codex/config.toml``."""
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.join(home, "config.toml")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="codex-runtime",
@@ -92,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )
-    tools.add_argument("--config", required=True, metavar="FILE", help="config.toml or mcpServers .json")
+    tools.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     tools.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(tools)
 
@@ -117,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--args", default="{}", metavar="JSON", help="the arguments, a JSON object (default {})"
     )
-    call.add_argument("--config", required=True, metavar="FILE", help="config.toml or mcpServers .json")
+    call.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
     call.add_argument(
         "-H",
         "--header",
@@ -151,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
     )
     run.add_argument("prompt", help="the user's message")
-    run.add_argument("--config", metavar="FILE", help="config.toml or mcpServers .json (default: no tools)")
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="config.toml or mcpServers .json (default: $CODEX_HOME/config.toml or "
+        "~/.codex/config.toml if it exists, else no tools)",
+    )
     run.add_argument(
         "--base-url",
         default=os.environ.get("OPENAI_BASE_URL"),
@@ -288,10 +302,41 @@ def _parse_headers(values: Sequence[str], *, layer: str) -> Any:
     return headers
 
 
-def _load_servers(path: str) -> list[Any]:
-    from .config import load_config
+def _config_path(args: argparse.Namespace, *, optional: bool = False) -> str | None:
+    """``--config``, else Codex's default file (``None`` when ``optional`` and it is absent)."""
+    if args.config:
+        return str(args.config)
+    path = default_config_path()
+    if os.path.exists(path):
+        return path
+    if optional:
+        return None
+    raise _UsageError(
+        f"no configuration file at {path} (the default, under $CODEX_HOME or ~/.codex); pass --config FILE"
+    )
 
-    return load_config(path)
+
+def _load_servers(path: str, unresolved: dict[str, Any] | None = None) -> list[Any]:
+    """Load the servers of ``path``; configuration warnings become one line each on stderr."""
+    import warnings
+
+    from .config import ConfigWarning, load_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigWarning)
+        servers = load_config(path, unresolved=unresolved)
+    for warning in caught:
+        if issubclass(warning.category, ConfigWarning):
+            sys.stderr.write(f"codex-runtime: warning: {warning.message}\n")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return servers
+
+
+def _report_unresolved(unresolved: Mapping[str, Any]) -> None:
+    for name, error in unresolved.items():
+        tag = "required server" if error.required else "server"
+        sys.stderr.write(f"codex-runtime: {tag} {name!r} cannot start: {error}\n")
 
 
 async def _interrupt_on_sigint(
@@ -332,41 +377,54 @@ def _first_line(text: str, limit: int = 100) -> str:
 # -- tools -----------------------------------------------------------------------------------
 
 
-async def _tools(args: argparse.Namespace, out: TextIO) -> int:
+async def _list_tools(session: Any, servers: list[Any], rows: dict[str, dict[str, Any]]) -> None:
+    """Start ``session`` and fill ``rows`` with each started server's tools (or its error)."""
     from .client import McpClient, ServerUnavailableError
+
+    async with session:
+        for cfg in servers:
+            client: McpClient | None = session.clients.get(cfg.name)
+            if client is None:
+                continue
+            try:
+                listed = await client.list_tools()
+            except ServerUnavailableError as exc:
+                rows[cfg.name] = {"ok": False, "error": str(exc)}
+                continue
+            rows[cfg.name] = {
+                "ok": True,
+                "tools": [
+                    {
+                        "name": t.name,
+                        "qualified_name": f"{cfg.name}__{t.name}",
+                        "description": t.description or "",
+                        "input_schema": t.input_schema,
+                    }
+                    for t in listed
+                ],
+            }
+
+
+async def _tools(args: argparse.Namespace, out: TextIO) -> int:
+    from .client import ServerUnavailableError
     from .config import ConfigError
     from .session import Session
 
+    unresolved: dict[str, Any] = {}
     try:
-        servers = _load_servers(args.config)
-    except ConfigError as exc:
+        path = _config_path(args)
+        assert path is not None
+        servers = _load_servers(path, unresolved)
+    except (_UsageError, ConfigError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
     rows: dict[str, dict[str, Any]] = {}
     session = Session(servers)
-    required_failed = False
+    # A server whose settings cannot be resolved fails alone, like a server that cannot
+    # start: fatal only when it is required.
+    required_failed = any(error.required for error in unresolved.values())
     try:
-        async with session:
-            for cfg in servers:
-                client: McpClient | None = session.clients.get(cfg.name)
-                if client is None:
-                    continue
-                try:
-                    listed = await client.list_tools()
-                except ServerUnavailableError as exc:
-                    rows[cfg.name] = {"ok": False, "error": str(exc)}
-                    continue
-                rows[cfg.name] = {
-                    "ok": True,
-                    "tools": [
-                        {
-                            "name": t.name,
-                            "qualified_name": f"{cfg.name}__{t.name}",
-                            "description": t.description or "",
-                            "input_schema": t.input_schema,
-                        }
-                        for t in listed
-                    ],
-                }
+        if not required_failed:
+            await _list_tools(session, servers, rows)
     except ServerUnavailableError:
         required_failed = True
     for cfg in servers:
@@ -375,10 +433,17 @@ async def _tools(args: argparse.Namespace, out: TextIO) -> int:
             rows[cfg.name] = {"ok": False, "error": str(error), "required": cfg.required}
         elif cfg.name not in rows:
             rows[cfg.name] = {"ok": False, "error": "not started (a required server failed)"}
-    code = EXIT_FAILED if required_failed else EXIT_OK
-    ordered = {cfg.name: rows[cfg.name] for cfg in servers}
+    for name, unresolved_error in unresolved.items():
+        rows[name] = {"ok": False, "error": str(unresolved_error), "required": unresolved_error.required}
+    ordered = {cfg.name: rows[cfg.name] for cfg in servers} | {name: rows[name] for name in unresolved}
+    started = any(row["ok"] for row in ordered.values())
+    code = EXIT_FAILED if required_failed or not started else EXIT_OK
     if required_failed:
         sys.stderr.write("codex-runtime: a required server failed to start\n")
+    elif not ordered:
+        sys.stderr.write(f"codex-runtime: no MCP server is configured in {path}\n")
+    elif not started:
+        sys.stderr.write("codex-runtime: no MCP server started\n")
     if args.json:
         _print_json(out, {"ok": code == EXIT_OK, "exit_code": code, "servers": ordered})
         return code
@@ -482,18 +547,23 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
         return _fail(out, args.json, EXIT_USAGE, f"--args is not valid JSON: {exc}")
     if not isinstance(arguments, dict):
         return _fail(out, args.json, EXIT_USAGE, '--args must be a JSON object, e.g. \'{"q": "x"}\'')
+    unresolved: dict[str, Any] = {}
     try:
         headers = _parse_headers(args.header, layer="call")
-        servers = _load_servers(args.config)
+        path = _config_path(args)
+        assert path is not None
+        servers = _load_servers(path, unresolved)
     except (_UsageError, ConfigError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
     if args.timeout is not None and not args.timeout > 0:
         return _fail(out, args.json, EXIT_USAGE, "--timeout must be a positive number of seconds")
+    if args.server in unresolved:  # only this server's settings matter here
+        return _fail(out, args.json, EXIT_FAILED, unresolved[args.server])
     config = next((c for c in servers if c.name == args.server), None)
     if config is None:
-        names = ", ".join(c.name for c in servers) or "none"
+        names = ", ".join([c.name for c in servers] + list(unresolved)) or "none"
         return _fail(
-            out, args.json, EXIT_USAGE, f"no server named {args.server!r} in {args.config} (servers: {names})"
+            out, args.json, EXIT_USAGE, f"no server named {args.server!r} in {path} (servers: {names})"
         )
     capture = _Capture(config)
     holder: dict[str, Any] = {}
@@ -610,7 +680,9 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         return _fail(out, args.json, EXIT_USAGE, "--max-steps must be at least 1")
     try:
         headers = _parse_headers(args.header, layer="provider")
-        servers = _load_servers(args.config) if args.config else []
+        unresolved: dict[str, Any] = {}
+        path = _config_path(args, optional=True)
+        servers = _load_servers(path, unresolved) if path else []
         model = OpenAIChatModel(
             args.base_url,
             args.model,
@@ -633,12 +705,15 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"   {_first_line(event.response.text)}\n")
         out.flush()
 
+    _report_unresolved(unresolved)
+    if any(error.required for error in unresolved.values()):
+        return _fail(out, args.json, EXIT_FAILED, "a required server failed to start")
     interrupted: list[bool] = []
     session = Session(servers, hooks=[TurnHeaders()])
     try:
         async with model, session:
-            failed = dict(session.startup_errors)
-            for name, error in failed.items():
+            failed = {**unresolved, **session.startup_errors}
+            for name, error in session.startup_errors.items():
                 sys.stderr.write(f"codex-runtime: server {name!r} failed to start: {error}\n")
             loop = AgentLoop(
                 session,

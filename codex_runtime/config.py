@@ -38,7 +38,14 @@ from ._codex_hooks import CodexHooks, hooks_from_json, hooks_from_toml, project_
 from ._server_config import ConfigError, ServerConfig
 from .headers import Headers, InvalidHeaderError, is_protected
 
-__all__ = ["CodexConfig", "ConfigError", "ConfigWarning", "load_codex_config", "load_config"]
+__all__ = [
+    "CodexConfig",
+    "ConfigError",
+    "ConfigWarning",
+    "ServerSettingsError",
+    "load_codex_config",
+    "load_config",
+]
 
 _Format = Literal["toml", "json"]
 
@@ -50,12 +57,31 @@ class ConfigWarning(UserWarning):
     """
 
 
+class ServerSettingsError(ConfigError):
+    """One server's settings cannot be resolved: an environment variable it names is unset or empty.
+
+    The file itself is fine, so with ``load_config(..., unresolved=...)`` only this server
+    is left out (and reported) while the others load.
+
+    Attributes:
+        server: The server's name.
+        required: Whether the server is marked ``required = true`` (then its failure is
+            fatal, as a required server that cannot start).
+    """
+
+    def __init__(self, message: str, *, server: str, required: bool = False) -> None:
+        super().__init__(message)
+        self.server = server
+        self.required = required
+
+
 # Keys understood in a server table of either format; each maps to a `ServerConfig` field.
 _COMMON_KEYS: Final = frozenset(
     {
         "command",
         "args",
         "env",
+        "env_vars",
         "cwd",
         "url",
         "env_http_headers",
@@ -85,7 +111,10 @@ _HINTS: Final = {
 
 
 def load_config(
-    path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    *,
+    environ: Mapping[str, str] | None = None,
+    unresolved: dict[str, ServerSettingsError] | None = None,
 ) -> list[ServerConfig]:
     """Read the MCP servers configured in a file, in the order the file lists them.
 
@@ -96,7 +125,12 @@ def load_config(
 
     Keys of a server table (JSON names in parentheses where they differ):
 
-    * ``command``, ``args``, ``env``, ``cwd``: a stdio server.
+    * ``command``, ``args``, ``env``, ``cwd``: a stdio server. ``env_vars``: names of
+      environment variables passed through to it (as in Codex: a name, or a table
+      ``{ name = "VAR", source = "local" }``); an unset variable is skipped, and ``env``
+      wins over a variable of the same name. Beside these the server gets only the
+      MCP SDK's small default environment (``HOME``, ``LOGNAME``, ``PATH``, ``SHELL``,
+      ``TERM``, ``USER`` on POSIX), never the whole environment.
     * ``url``: a streamable HTTP server; ``http_headers`` (``headers``): static headers;
       ``env_http_headers``: header name -> name of the environment variable holding its
       value; ``bearer_token_env_var``: the variable whose value is sent as
@@ -113,8 +147,14 @@ def load_config(
 
     Args:
         path: The configuration file.
-        environ: Environment variables for ``env_http_headers`` and
-            ``bearer_token_env_var``; `os.environ` (read now) when omitted.
+        environ: Environment variables for ``env_http_headers``,
+            ``bearer_token_env_var`` and ``env_vars``; `os.environ` (read now) when
+            omitted.
+        unresolved: When given, a server whose settings cannot be resolved (an
+            environment variable named by ``env_http_headers`` or
+            ``bearer_token_env_var`` is unset or empty) is left out instead of failing
+            the whole file, and its `ServerSettingsError` is stored here under the
+            server's name. Without it, that error is raised.
 
     Returns:
         One validated `ServerConfig` per enabled server.
@@ -149,7 +189,13 @@ def load_config(
 
     servers: list[ServerConfig] = []
     for name, table in entries:
-        server = _build_server(where, fmt, name, table, env)
+        try:
+            server = _build_server(where, fmt, name, table, env)
+        except ServerSettingsError as exc:
+            if unresolved is None:
+                raise
+            unresolved[exc.server] = exc
+            continue
         if server is not None:
             servers.append(server)
     return servers
@@ -175,6 +221,7 @@ def load_codex_config(
     environ: Mapping[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
     trust_project_hooks: bool = False,
+    unresolved: dict[str, ServerSettingsError] | None = None,
 ) -> CodexConfig:
     """Read a Codex configuration: its MCP servers, its hooks and its model provider.
 
@@ -186,10 +233,13 @@ def load_codex_config(
     skipped), as Codex asks users to trust hooks before they run. Hooks run in ``cwd``
     (default: the current directory).
 
+    ``unresolved`` is passed to `load_config`: servers whose environment variables are
+    not set are left out and reported there instead of failing the file.
+
     Raises:
         ConfigError: The file, a server entry or a hook entry is invalid.
     """
-    servers = load_config(path, environ=environ)
+    servers = load_config(path, environ=environ, unresolved=unresolved)
     where = Path(os.fspath(path)).resolve()
     found = [] if where.suffix.lower() == ".json" else hooks_from_toml(where)
     beside = where.parent / "hooks.json"
@@ -379,6 +429,12 @@ def _build_server(
     env = server.string_map("env")
     if env is not None:
         secrets.extend(env.values())
+    passed = _env_vars(server, environ)
+    if passed is not None:
+        if url is not None:
+            raise server.error("env_vars", "only applies to stdio servers (with `command`)")
+        secrets.extend(passed.values())
+        env = {**passed, **(env or {})}
     cwd = server.string("cwd")
     from_environ: list[str] = []
     headers = _headers(server, fmt, environ, secrets, from_environ)
@@ -465,12 +521,46 @@ def _headers(
         token = _lookup(server, "bearer_token_env_var", bearer_variable, environ)
         secrets.append(token)
         if not token.strip():
-            raise server.error(
-                "bearer_token_env_var", f"names environment variable {bearer_variable!r}, which is empty"
+            raise _unresolved(
+                server,
+                "bearer_token_env_var",
+                f"names environment variable {bearer_variable!r}, which is empty",
             )
         add("bearer_token_env_var", "Authorization", f"Bearer {token}")
         from_environ.append("authorization")
     return headers
+
+
+def _env_vars(server: _Server, environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The variables ``env_vars`` passes through to a stdio server, read from ``environ``.
+
+    Codex's forms: a name, or ``{ name = "VAR", source = "local" }``. Unset variables are
+    skipped, as Codex does.
+    """
+    value = server.table.get("env_vars")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise server.error("env_vars", f"must be a list of environment variable names, not {_kind(value)}")
+    passed: dict[str, str] = {}
+    for index, item in enumerate(value):
+        key = f"env_vars[{index}]"
+        if isinstance(item, dict):
+            unknown = set(item) - {"name", "source"}
+            if unknown:
+                raise server.error(key, f"has unknown key {sorted(unknown)[0]!r} (expected name, source)")
+            source = item.get("source", "local")
+            if source != "local":
+                raise server.error(
+                    key, "source must be 'local' (a remote source needs remote stdio, which is not supported)"
+                )
+            item = item.get("name")
+        if not isinstance(item, str) or not item or "=" in item or "\0" in item:
+            raise server.error(key, "must be the name of an environment variable")
+        found = environ.get(item)
+        if isinstance(found, str):
+            passed[item] = found
+    return passed
 
 
 def _lookup(server: _Server, label: str, variable: str, environ: Mapping[str, str]) -> str:
@@ -479,10 +569,16 @@ def _lookup(server: _Server, label: str, variable: str, environ: Mapping[str, st
         raise server.error(label, "must name an environment variable, not be empty")
     value = environ.get(variable)
     if value is None:
-        raise server.error(label, f"names environment variable {variable!r}, which is not set")
+        raise _unresolved(server, label, f"names environment variable {variable!r}, which is not set")
     if not isinstance(value, str):  # a caller-supplied mapping holding a non-string
         raise server.error(label, f"names environment variable {variable!r}, whose value is not a string")
     return value
+
+
+def _unresolved(server: _Server, key: str, problem: str) -> ServerSettingsError:
+    required = server.table.get("required") is True
+    message = f"{server.where}: server {server.name!r}: {key} {problem}"
+    return ServerSettingsError(message, server=server.name, required=required)
 
 
 def _check_header(server: _Server, label: str, header: str, value: str) -> None:

@@ -49,6 +49,12 @@ def spans() -> Iterator[InMemorySpanExporter]:
     _EXPORTER.clear()
 
 
+@pytest.fixture(autouse=True)
+def _codex_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty ``$CODEX_HOME``: the command line never reads the user's own Codex config."""
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path_factory.mktemp("codex-home")))
+
+
 @pytest.fixture(scope="session")
 def _shared_server() -> Iterator[RecordingServer]:
     with RecordingServer("rec") as server:

@@ -88,8 +88,11 @@ def test_every_command_has_help_with_an_example(command: str, capsys: pytest.Cap
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        main(["tools"])  # --config is required
+        main(["call", "apps"])  # TOOL is required
     assert exited.value.code == 2
+    assert "tool" in capsys.readouterr().err
+    # No --config and no $CODEX_HOME/config.toml: a usage error naming the default.
+    assert main(["tools"]) == 2
     assert "--config" in capsys.readouterr().err
 
 
@@ -149,7 +152,8 @@ def test_tools_exits_1_when_a_required_server_fails(
         (None, "cannot read"),
         ("[mcp_servers.x\n", "config.toml"),
         ('[mcp_servers.x]\nurl = "ftp://nope"\n', "url"),
-        ('[mcp_servers.x]\nurl = "http://h/mcp"\nbearer_token_env_var = "CLI_TEST_UNSET_VAR"\n', "not set"),
+        # (An unset variable fails only its server: see test_cli_config.py.)
+        ('[mcp_servers.x]\nurl = "http://h/mcp"\nbearer_token_env_var = ""\n', "must not be empty"),
     ],
 )
 def test_configuration_errors_exit_2(

@@ -9,11 +9,16 @@ subprocess where the process environment itself is under test.
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from codex_runtime._provider_stub import ProviderStub
 from codex_runtime.cli import main
 from codex_runtime.config import load_config
 from codex_runtime.testing import RecordingServer
@@ -96,3 +101,212 @@ def test_a_config_repr_hides_values_read_from_the_environment(env_config: str) -
     shown = repr(gh)
     assert GH_TOKEN not in shown and TENANT not in shown
     assert "cli-test" in shown
+
+
+# -- one server whose settings cannot be resolved fails alone -----------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def half_config(tmp_path: Path, server: RecordingServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``apps`` works; ``broken`` names an environment variable that is not set."""
+    monkeypatch.delenv("CLI_UNSET_TOKEN", raising=False)
+    return _write(
+        tmp_path,
+        f"""
+[mcp_servers.apps]
+url = "{server.url}"
+
+[mcp_servers.broken]
+url = "{server.url}"
+bearer_token_env_var = "CLI_UNSET_TOKEN"
+""",
+    )
+
+
+def test_tools_lists_a_server_with_an_unset_variable_as_failed(
+    half_config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tools", "--config", half_config]) == 0
+    out = capsys.readouterr().out
+    assert any(line.split()[:2] == ["apps", "echo"] for line in out.splitlines())
+    failed = out.split("Servers that failed to start:")[1]
+    assert "broken: " in failed and "CLI_UNSET_TOKEN" in failed and "not set" in failed
+    assert main(["tools", "--config", half_config, "--json"]) == 0
+    servers = _json(capsys.readouterr().out)["servers"]
+    assert servers["apps"]["ok"] is True
+    assert servers["broken"]["ok"] is False and servers["broken"]["required"] is False
+
+
+def test_a_required_server_with_an_unset_variable_is_fatal(
+    half_config: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with open(half_config, "a", encoding="utf-8") as fh:
+        fh.write("required = true\n")
+    assert main(["tools", "--config", half_config, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert _json(captured.out)["servers"]["broken"]["required"] is True
+    assert "required server failed" in captured.err
+
+
+def test_call_on_another_server_works_and_on_the_broken_one_exits_1(
+    half_config: str, server: RecordingServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["call", "apps", "echo", "--args", '{"text": "alone"}', "--config", half_config]) == 0
+    [call] = server.requests("tools/call")
+    assert call.arguments == {"text": "alone"}
+    capsys.readouterr()
+    assert main(["call", "broken", "echo", "--config", half_config]) == 1
+    assert "CLI_UNSET_TOKEN" in capsys.readouterr().err
+    assert len(server.requests("tools/call")) == 1
+
+
+def test_run_goes_on_without_a_server_with_an_unset_variable(
+    half_config: str, provider: ProviderStub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    provider.add("fine")
+    args = ["run", "--config", half_config, "--base-url", provider.base_url, "--model", "m", "hi"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "fine\n"
+    assert "'broken' cannot start" in captured.err
+    [request] = provider.chat_requests()
+    offered = {t["function"]["name"] for t in request.body["tools"]}
+    assert "apps__echo" in offered and not any(n.startswith("broken__") for n in offered)
+
+
+# -- Codex compatibility -----------------------------------------------------------------------
+
+_ENV_SERVER = """
+import os
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+
+server = MCPServer("envy")
+
+
+@server.tool()
+def getenv(name: str) -> str:
+    return os.environ.get(name, "<unset>")
+
+
+anyio.run(server.run_stdio_async)
+"""
+
+
+def test_env_vars_pass_named_variables_through_to_a_stdio_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = tmp_path / "env_server.py"
+    script.write_text(_ENV_SERVER, encoding="utf-8")
+    monkeypatch.setenv("CLI_PASSED", "passed-value")
+    monkeypatch.setenv("CLI_NOT_PASSED", "kept-back")
+    monkeypatch.setenv("CLI_OVERRIDDEN", "from-environment")
+    config = _write(
+        tmp_path,
+        f"""
+[mcp_servers.envy]
+command = {json.dumps(sys.executable)}
+args = [{json.dumps(str(script))}]
+env_vars = ["CLI_PASSED", {{ name = "CLI_OVERRIDDEN", source = "local" }}, "CLI_NEVER_SET"]
+env = {{ CLI_OVERRIDDEN = "from-env-table" }}
+""",
+    )
+    seen = {}
+    for name in ("CLI_PASSED", "CLI_NOT_PASSED", "CLI_OVERRIDDEN", "CLI_NEVER_SET"):
+        assert main(["call", "envy", "getenv", "--args", json.dumps({"name": name}), "--config", config]) == 0
+        seen[name] = capsys.readouterr().out.strip()
+    assert seen == {
+        "CLI_PASSED": "passed-value",
+        "CLI_NOT_PASSED": "<unset>",
+        "CLI_OVERRIDDEN": "from-env-table",
+        "CLI_NEVER_SET": "<unset>",
+    }
+
+
+def test_env_vars_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for entry, message in [
+        ('env_vars = "X"', "must be a list"),
+        ('env_vars = [{ name = "X", source = "remote" }]', "source must be 'local'"),
+        ("env_vars = [1]", "env_vars[0]"),
+    ]:
+        config = _write(tmp_path, f'[mcp_servers.s]\ncommand = "x"\n{entry}\n')
+        assert main(["tools", "--config", config]) == 2
+        assert message in capsys.readouterr().err
+    config = _write(tmp_path, '[mcp_servers.s]\nurl = "http://127.0.0.1:9/mcp"\nenv_vars = ["X"]\n')
+    assert main(["tools", "--config", config]) == 2
+    assert "only applies to stdio servers" in capsys.readouterr().err
+
+
+def test_config_defaults_to_codex_home(
+    tmp_path: Path,
+    server: RecordingServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    home = tmp_path / "codex-home"
+    home.mkdir()
+    _write(home, f'[mcp_servers.apps]\nurl = "{server.url}"\n')
+    monkeypatch.setenv("CODEX_HOME", str(home))
+    assert main(["tools", "--json"]) == 0
+    assert list(_json(capsys.readouterr().out)["servers"]) == ["apps"]
+    assert main(["call", "apps", "echo", "--args", '{"text": "dflt"}']) == 0
+    assert [c.arguments for c in server.requests("tools/call")] == [{"text": "dflt"}]
+
+
+def test_without_codex_home_the_default_is_under_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CODEX_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["tools"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / ".codex" / "config.toml") in err and "--config" in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from codex_runtime import __version__
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"codex-runtime {__version__}\n"
+
+
+def test_configuration_warnings_are_one_line_on_stderr(tmp_path: Path, server: RecordingServer) -> None:
+    config = _write(tmp_path, f'[mcp_servers.apps]\nurl = "{server.url}"\nheaders = {{ x = "1" }}\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.pop("PYTHONWARNINGS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "codex_runtime", "tools", "--config", config],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("codex-runtime: warning: ")
+    assert "unknown key 'headers' ignored (did you mean http_headers?)" in line
+    assert "ConfigWarning" not in proc.stderr and ".py:" not in proc.stderr
+
+
+def test_tools_exits_1_when_no_server_started(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write(
+        tmp_path,
+        f'[mcp_servers.down]\nurl = "http://127.0.0.1:{_closed_port()}/mcp"\nstartup_timeout_sec = 0.5\n',
+    )
+    assert main(["tools", "--config", config]) == 1
+    captured = capsys.readouterr()
+    assert "no MCP server started" in captured.err
+    assert "down: " in captured.out.split("Servers that failed to start:")[1]
+    empty = _write(tmp_path, 'model = "x"\n', name="empty.toml")
+    assert main(["tools", "--config", empty, "--json"]) == 1
+    assert "no MCP server is configured" in capsys.readouterr().err
