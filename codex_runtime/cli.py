@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Connect to SERVER, run one turn that calls TOOL with --args, and print the result.\n"
             "Apps servers (apps = true) get the turn headers, as in a real session. With\n"
             "--show-headers, also print the HTTP headers and _meta of the tools/call request\n"
-            "as they left the client (secrets redacted).\n\n"
+            "as they left the client (secrets redacted); for a stdio server, the _meta written\n"
+            "to it (its headers travel in _meta.extra_headers).\n\n"
             "example:\n"
             '  codex-runtime call docs search --args \'{"q": "retry"}\' --config ~/.codex/config.toml\n'
             '  codex-runtime call apps echo --args \'{"text": "hi"}\' --config config.toml '
@@ -242,7 +243,7 @@ def _run_command(
 ) -> int:
     try:
         with _quiet_logs(args.verbose):
-            return anyio.run(command, args, sys.stdout)
+            return anyio.run(_in_environ_trace, command, args, sys.stdout)
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # a bug, not a user error: one line, the traceback with -v
@@ -253,6 +254,29 @@ def _run_command(
 
 
 # -- shared helpers --------------------------------------------------------------------------
+
+
+async def _in_environ_trace(
+    command: Callable[[argparse.Namespace, TextIO], Awaitable[int]], args: argparse.Namespace, out: TextIO
+) -> int:
+    """Run ``command`` inside the trace named by ``TRACEPARENT`` / ``TRACESTATE``, if any.
+
+    The context is current for the whole command, so every request it sends (tool calls,
+    model calls) carries a ``traceparent`` of that trace, with or without an
+    OpenTelemetry SDK: without one, the caller's span context passes through unchanged.
+    """
+    from opentelemetry import context as otel_context
+
+    from .tracing import context_from_environ
+
+    parent = context_from_environ()
+    if parent is None:
+        return await command(args, out)
+    token = otel_context.attach(parent)
+    try:
+        return await command(args, out)
+    finally:
+        otel_context.detach(token)
 
 
 @contextmanager
@@ -496,9 +520,26 @@ class _Capture:
         meta = params.get("_meta") if isinstance(params, dict) else None
         self.requests.append(
             {
+                "transport": "streamable-http",
                 "http_method": request.method,
                 "url": str(request.url),
                 "headers": list(request.headers.multi_items()),
+                "meta": dict(meta) if isinstance(meta, dict) else {},
+            }
+        )
+
+    async def stdio(self, message: dict[str, Any]) -> None:
+        """The tools/call messages written to a stdio server (they carry ``_meta`` only)."""
+        if message.get("method") != "tools/call":
+            return
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        self.requests.append(
+            {
+                "transport": "stdio",
+                "http_method": None,
+                "url": None,
+                "headers": [],
                 "meta": dict(meta) if isinstance(meta, dict) else {},
             }
         )
@@ -507,6 +548,7 @@ class _Capture:
         # Values secret by name or by provenance (read from the environment) are hidden.
         return [
             {
+                "transport": r["transport"],
                 "http_method": r["http_method"],
                 "url": r["url"],
                 "headers": self.config.shown_headers(r["headers"]),
@@ -576,7 +618,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
 
     try:
         async with (
-            McpClient(config, on_request=capture) as client,
+            McpClient(config, on_request=capture, on_stdio_send=capture.stdio) as client,
             Session(clients=[client], hooks=[TurnHeaders()]) as session,
             anyio.create_task_group() as tg,
         ):
@@ -643,12 +685,16 @@ def _reason(outcome: Any) -> str:
 
 def _print_sent(out: TextIO, server: str, sent: list[dict[str, Any]]) -> None:
     if not sent:
-        out.write(f"\n(no HTTP request was captured: {server!r} is a stdio server or the call never left)\n")
+        out.write(f"\n(nothing was captured: the call never left for {server!r})\n")
     for request in sent:
-        out.write(f"\n--- sent to {server!r}: {request['http_method']} {request['url']} (tools/call)\n")
-        out.write("headers:\n")
-        for name, value in sorted(request["headers"].items()):
-            out.write(f"  {name}: {value}\n")
+        if request["transport"] == "stdio":
+            # No HTTP on stdio: headers travel in _meta.extra_headers.
+            out.write(f"\n--- sent to {server!r} over stdio (tools/call)\n")
+        else:
+            out.write(f"\n--- sent to {server!r}: {request['http_method']} {request['url']} (tools/call)\n")
+            out.write("headers:\n")
+            for name, value in sorted(request["headers"].items()):
+                out.write(f"  {name}: {value}\n")
         out.write("_meta:\n")
         for line in json.dumps(request["meta"], indent=2, sort_keys=True).splitlines():
             out.write(f"  {line}\n")

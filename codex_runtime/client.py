@@ -66,6 +66,7 @@ from ._handlers import (
     _CallScope,
     progress_adapter,
 )
+from ._observe import observe_writes
 from ._requests import HeadersArg, McpRequestError, Sender, ServerFeatures
 from ._server_config import ConfigError, HeaderDelivery, ServerConfig
 from ._trace import (
@@ -542,10 +543,13 @@ class McpClient(ServerFeatures):
         client_info: Implementation | None = None,
         on_request: Callable[[httpx2.Request], Awaitable[None]] | None = None,
         handlers: ClientHandlers | None = None,
+        on_stdio_send: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         """``on_request``: an async function given every outgoing HTTP request once all
         header layers are applied, right before it is sent (to show or log what leaves
-        the client; it must not change the request). Stdio servers have no HTTP requests.
+        the client; it must not change the request). Stdio servers have no HTTP requests:
+        ``on_stdio_send`` is given each JSON-RPC message written to a stdio server (the
+        JSON object, ``params._meta`` included), right before it is written.
 
         ``handlers``: how to answer the server's requests (elicitation, sampling, roots)
         and where its log messages go; only capabilities with a handler are advertised.
@@ -558,6 +562,7 @@ class McpClient(ServerFeatures):
         self._bridge = ServerRequestBridge(config.name, self._handlers, self._scope_of_server_request)
         self._config = config
         self._request_observer = on_request
+        self._stdio_observer = on_stdio_send
         self._client_info = client_info or Implementation(name="codex-runtime", version=__version__)
         self._turn_entries: dict[str, _TurnEntry] = {}
         self._conn: _Connection | None = None
@@ -1193,6 +1198,8 @@ class McpClient(ServerFeatures):
                     cwd=cfg.cwd,
                 )
             )
+            if self._stdio_observer is not None:
+                transport = observe_writes(transport, self._stdio_observer)
         else:
             assert self._http is not None and self._config.url is not None
             transport = streamable_http_client(self._config.url, http_client=self._http)

@@ -82,7 +82,16 @@ def test_headers_imports_nothing_of_the_package() -> None:
 
 
 def test_client_imports_only_headers_and_tracing_helpers() -> None:
-    allowed = {"headers", "_context", "_trace", "_server_config", "_version", "_handlers", "_requests"}
+    allowed = {
+        "headers",
+        "_context",
+        "_trace",
+        "_server_config",
+        "_version",
+        "_handlers",
+        "_requests",
+        "_observe",
+    }
     assert MODULES["client"] <= allowed, MODULES["client"] - allowed
 
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from codex_runtime._provider_stub import ProviderStub
+from codex_runtime._provider_stub import ProviderStub, StubReply
 from codex_runtime.cli import main
 from codex_runtime.config import load_config
-from codex_runtime.testing import RecordingServer
+from codex_runtime.testing import RecordingServer, StdioRecording
+from codex_runtime.tracing import parse_traceparent
 
 ROOT = Path(__file__).resolve().parents[1]
 GH_TOKEN = "ghp_provenanceSecret0123456789"
@@ -310,3 +311,114 @@ def test_tools_exits_1_when_no_server_started(tmp_path: Path, capsys: pytest.Cap
     empty = _write(tmp_path, 'model = "x"\n', name="empty.toml")
     assert main(["tools", "--config", empty, "--json"]) == 1
     assert "no MCP server is configured" in capsys.readouterr().err
+
+
+# -- TRACEPARENT / TRACESTATE ------------------------------------------------------------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture
+def apps_config(tmp_path: Path, server: RecordingServer) -> str:
+    return _write(tmp_path, f'[mcp_servers.apps]\nurl = "{server.url}"\napps = true\n')
+
+
+def _trace_id(value: str | None) -> str | None:
+    parsed = parse_traceparent(value)
+    return parsed.trace_id if parsed is not None else None
+
+
+def test_call_continues_the_trace_named_by_the_environment(
+    apps_config: str, server: RecordingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEPARENT", PARENT)
+    monkeypatch.setenv("TRACESTATE", "vendor=abc")
+    assert main(["call", "apps", "echo", "--args", '{"text": "t"}', "--config", apps_config]) == 0
+    [call] = server.requests("tools/call")
+    assert _trace_id(call.header("traceparent")) == TRACE_ID
+    assert _trace_id(call.meta.get("traceparent")) == TRACE_ID
+    assert call.header("tracestate") == "vendor=abc"
+
+
+def test_run_continues_the_trace_named_by_the_environment(
+    apps_config: str, server: RecordingServer, provider: ProviderStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TRACEPARENT", PARENT)
+    provider.add(StubReply.tool_calls(("apps__echo", {"text": "r"})), "done")
+    args = ["run", "--config", apps_config, "--base-url", provider.base_url, "--model", "m", "go"]
+    assert main(args) == 0
+    assert [_trace_id(r.header("traceparent")) for r in provider.chat_requests()] == [TRACE_ID, TRACE_ID]
+    [call] = server.requests("tools/call")
+    assert _trace_id(call.header("traceparent")) == TRACE_ID
+
+
+def test_without_the_otel_sdk_the_environment_trace_still_reaches_servers_and_provider(
+    apps_config: str, server: RecordingServer, provider: ProviderStub
+) -> None:
+    provider.add(StubReply.tool_calls(("apps__echo", {"text": "s"})), "done")
+    code = (
+        "import sys; sys.modules['opentelemetry.sdk'] = None\n"
+        "from codex_runtime.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "assert 'opentelemetry.sdk.trace' not in sys.modules\n"
+        "sys.exit(code)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        "TRACEPARENT": PARENT,
+    }
+    for argv in (
+        ["call", "apps", "echo", "--args", '{"text": "c"}', "--config", apps_config],
+        ["run", "--config", apps_config, "--base-url", provider.base_url, "--model", "m", "go"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+    # No SDK: no span of this process is recording, so the caller's span context passes through.
+    assert [c.header("traceparent") for c in server.requests("tools/call")] == [PARENT, PARENT]
+    assert [r.header("traceparent") for r in provider.chat_requests()] == [PARENT, PARENT]
+
+
+# -- --show-headers on a stdio server ----------------------------------------------------------
+
+
+def test_show_headers_on_a_stdio_server_prints_the_meta_that_left_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = tmp_path / "stdio.jsonl"
+    monkeypatch.setenv("CLI_TENANT", TENANT)
+    config = _write(
+        tmp_path,
+        f"""
+[mcp_servers.files]
+command = {json.dumps(sys.executable)}
+args = ["-m", "codex_runtime.testing", "stdio", "--name", "files", "--record", {json.dumps(str(record))}]
+env = {{ PYTHONPATH = {json.dumps(str(ROOT))} }}
+http_headers = {{ "x-client" = "cli-test" }}
+env_http_headers = {{ "x-tenant-id" = "CLI_TENANT" }}
+""",
+    )
+    args = ["call", "files", "echo", "--args", '{"text": "s"}', "--config", config, "--show-headers"]
+    assert main([*args, "-H", "x-api-token: call-secret", "-H", "x-request-id: r-9"]) == 0
+    out = capsys.readouterr().out
+    shown = out.split("--- sent to 'files' over stdio (tools/call)")[1]
+    meta = json.loads(shown.split("_meta:")[1])
+    assert meta["extra_headers"] == {
+        "x-client": "cli-test",
+        "x-tenant-id": "[REDACTED]",
+        "x-api-token": "[REDACTED]",
+        "x-request-id": "r-9",
+    }
+    assert TENANT not in shown and "call-secret" not in shown
+    # What the server got: the same _meta, with the real values.
+    [call] = StdioRecording(record).requests("tools/call")
+    assert call.meta["extra_headers"]["x-tenant-id"] == TENANT
+    assert call.meta["extra_headers"]["x-api-token"] == "call-secret"
+    assert set(call.meta) == set(meta)
+
+    assert main([*args, "--json"]) == 0
+    [sent] = _json(capsys.readouterr().out)["sent"]
+    assert sent["transport"] == "stdio" and sent["meta"]["extra_headers"]["x-tenant-id"] == "[REDACTED]"
