@@ -27,6 +27,7 @@ from mcp_types import (
     CallToolResult,
     CreateMessageResult,
     ErrorData,
+    ImageContent,
     SamplingMessage,
     TextContent,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "AgentError",
     "AgentEvent",
     "AgentLoop",
+    "ImagePart",
     "MaxStepsError",
     "Message",
     "Model",
@@ -91,8 +93,9 @@ class ModelError(AgentError):
     """A model could not give a usable answer.
 
     For `OpenAIChatModel`: the provider answered an HTTP error (``status`` is set), could
-    not be reached, answered something that is not a chat completion, or called a tool
-    that is not in the request's catalog.
+    not be reached, or answered something that is not a chat completion. (A call of a
+    tool that is not in the catalog is not an error of the model: the loop answers it
+    with a tool error and the turn goes on.)
     """
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
@@ -152,12 +155,32 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 
 @attrs.frozen
+class ImagePart:
+    """An image a tool returned: base64 ``data`` of type ``mime_type`` (e.g. ``image/png``)."""
+
+    data: str
+    mime_type: str
+
+    @property
+    def data_url(self) -> str:
+        """The image as a ``data:`` URL (what OpenAI-compatible APIs take as ``image_url``)."""
+        return f"data:{self.mime_type};base64,{self.data}"
+
+
+def _images(value: Iterable[ImagePart]) -> tuple[ImagePart, ...]:
+    images = tuple(value)
+    if not all(isinstance(i, ImagePart) for i in images):
+        raise TypeError("images must hold ImagePart objects")
+    return images
+
+
+@attrs.frozen
 class Message:
     """One message of the conversation.
 
     ``assistant`` messages may carry ``tool_calls``; each is answered by a ``tool``
     message with its ``tool_call_id``, the tool's ``name`` and the result as text
-    (``is_error`` when the call failed).
+    (``is_error`` when the call failed) and the ``images`` the tool returned.
     """
 
     role: Role
@@ -166,6 +189,7 @@ class Message:
     tool_call_id: str | None = None
     name: str | None = None
     is_error: bool = False
+    images: tuple[ImagePart, ...] = attrs.field(default=(), converter=_images)
 
     @classmethod
     def system(cls, text: str) -> Message:
@@ -180,8 +204,16 @@ class Message:
         return cls("assistant", text, tuple(tool_calls))
 
     @classmethod
-    def tool(cls, call_id: str, name: str, content: str, *, is_error: bool = False) -> Message:
-        return cls("tool", content, tool_call_id=call_id, name=name, is_error=is_error)
+    def tool(
+        cls,
+        call_id: str,
+        name: str,
+        content: str,
+        *,
+        is_error: bool = False,
+        images: Iterable[ImagePart] = (),
+    ) -> Message:
+        return cls("tool", content, tool_call_id=call_id, name=name, is_error=is_error, images=tuple(images))
 
     def to_json(self) -> dict[str, Any]:
         """The message as a JSON object (what a session store keeps)."""
@@ -197,6 +229,8 @@ class Message:
             out["name"] = self.name
         if self.is_error:
             out["is_error"] = True
+        if self.images:
+            out["images"] = [{"data": i.data, "mime_type": i.mime_type} for i in self.images]
         return out
 
     @classmethod
@@ -215,6 +249,7 @@ class Message:
             tool_call_id=data.get("tool_call_id"),
             name=data.get("name"),
             is_error=bool(data.get("is_error", False)),
+            images=tuple(ImagePart(i["data"], i["mime_type"]) for i in data.get("images") or ()),
         )
 
 
@@ -363,6 +398,24 @@ def result_text(result: CallToolResult) -> str:
     return "\n".join(parts)
 
 
+def result_images(result: CallToolResult) -> tuple[ImagePart, ...]:
+    """The images of a tool result (its ``image`` content blocks), for models that take images."""
+    return tuple(
+        ImagePart(block.data, block.mime_type or "image/png")
+        for block in result.content
+        if isinstance(block, ImageContent) and isinstance(block.data, str) and block.data
+    )
+
+
+def _task_required(tool: Any) -> bool:
+    """Whether a tool can only be called task-augmented (``execution.taskSupport: required``).
+
+    This client does not make task-augmented calls, so such a tool is never offered.
+    """
+    execution = getattr(tool, "execution", None)
+    return getattr(execution, "task_support", None) == "required"
+
+
 def _names(names: Iterable[str], limit: int = 20) -> str:
     ordered = sorted(names)
     shown = ", ".join(ordered[:limit]) or "none"
@@ -456,6 +509,7 @@ class AgentLoop:
         self._interrupt_pending = False
         self._restored = False  # conversation loaded from the session's store
         self._saved = 0  # messages already in the session's store
+        self._offered: tuple[str, ...] = ()
         self.reset()
 
     @property
@@ -585,9 +639,11 @@ class AgentLoop:
                 await maybe
 
     async def _catalog(self) -> tuple[ToolSpec, ...]:
+        # Tools that require task-augmented calls cannot be called here: not offered.
         specs = [
             ToolSpec(t.name, t.server, t.tool.name, t.description, t.input_schema)
             for t in await self.session.list_tools()
+            if not _task_required(t.tool)
         ]
         if self.resource_tools is not False:
             builtins = resource_tool_specs(self.session)
@@ -603,6 +659,7 @@ class AgentLoop:
             # reconnect attempts once, not at every step.
             catalog = await self._catalog()
             by_name = {t.name: t for t in catalog}
+            self._offered = tuple(by_name)
             for step in range(1, self.max_steps + 1):
                 if turn.abort_reason is not None:
                     raise TurnAbortedError(turn.abort_reason)
@@ -642,15 +699,9 @@ class AgentLoop:
         ids = [c.id for c in calls]
         if len(set(ids)) != len(ids):
             raise ModelError("the model used the same tool call id twice in one answer")
-        unknown = [c.name for c in calls if c.name not in catalog]
         outputs: dict[str, ToolResult] = {}
         error: AgentError | None = None
-        if unknown:
-            known = _names(catalog)
-            error = ModelError(
-                f"the model called {unknown[0]!r}, which is not a tool of this session (tools: {known})"
-            )
-        elif step == self.max_steps:
+        if step == self.max_steps:
             error = MaxStepsError(
                 f"the turn reached max_steps ({self.max_steps}) and the model still asks for tools; "
                 "raise max_steps or check the model's instructions"
@@ -662,7 +713,7 @@ class AgentLoop:
                 try:
                     async with anyio.create_task_group() as tg:
                         for call in calls:
-                            tg.start_soon(self._run_call, turn, step, call, catalog[call.name], outputs)
+                            tg.start_soon(self._run_call, turn, step, call, catalog.get(call.name), outputs)
                 except BaseExceptionGroup as group:
                     failure = _first_failure(group)
                     if failure is group:
@@ -670,7 +721,7 @@ class AgentLoop:
                     raise failure from None
             else:
                 for call in calls:
-                    await self._run_call(turn, step, call, catalog[call.name], outputs)
+                    await self._run_call(turn, step, call, catalog.get(call.name), outputs)
         finally:
             # Every tool call of the answer gets a result message, even when the turn
             # ends here: providers refuse a conversation with unanswered tool calls.
@@ -684,14 +735,25 @@ class AgentLoop:
                     self._messages.append(Message.tool(call.id, call.name, reason, is_error=True))
                 else:
                     run.results.append(result)
+                    images = result_images(result.result) if result.result is not None else ()
                     self._messages.append(
-                        Message.tool(call.id, call.name, result.output, is_error=result.is_error)
+                        Message.tool(
+                            call.id, call.name, result.output, is_error=result.is_error, images=images
+                        )
                     )
 
     async def _run_call(
-        self, turn: Turn, step: int, call: ToolCall, spec: ToolSpec, outputs: dict[str, ToolResult]
+        self, turn: Turn, step: int, call: ToolCall, spec: ToolSpec | None, outputs: dict[str, ToolResult]
     ) -> None:
-        if call.arguments_error is not None:
+        if spec is None:
+            # A name the model made up: it learns so, and the turn goes on.
+            await self._emit(ToolCallStarted(step, call, None, None))
+            output = (
+                f"unknown tool {call.name!r}: it is not a tool of this session; "
+                f"call one of the tools offered ({_names(self._offered)})"
+            )
+            result = ToolResult(call.id, call.name, None, None, call.arguments, output, True, step)
+        elif call.arguments_error is not None:
             await self._emit(ToolCallStarted(step, call, None, None))
             output = (
                 f"invalid arguments for {call.name}: {call.arguments_error}; "
@@ -874,9 +936,14 @@ class OpenAIChatModel:
     headers, the turn entries of Apps servers or any server's static headers.
 
     Failures raise `ModelError`: HTTP errors (with ``status``), an unreachable provider,
-    a body that is not a chat completion, a call of a tool not in the catalog. Tool
-    arguments that are not a JSON object do not raise: the call carries
-    ``arguments_error`` and the loop feeds an error result back to the model.
+    a body that is not a chat completion. A call of a tool not in the catalog, and tool
+    arguments that are not a JSON object, do not raise: the loop feeds an error result
+    back to the model.
+
+    Images that tools return reach the model as ``image_url`` content parts (data URLs)
+    of a ``user`` message following the tool results (Chat Completions accepts images only
+    in user messages); with ``accepts_images=False`` (a text-only model) they are only
+    named in the tool result's text.
 
     Use ``async with OpenAIChatModel(...)`` or call `aclose` to close its HTTP client
     (opened at the first call; use one instance within one event loop).
@@ -891,6 +958,7 @@ class OpenAIChatModel:
         timeout: Seconds allowed for one model call.
         options: Extra request fields (``temperature``, ``max_tokens``, ...).
         http_client: An `httpx2.AsyncClient` to use instead of an owned one.
+        accepts_images: Send the images of tool results as image parts.
     """
 
     #: ``gen_ai.provider.name`` of the agent's turn spans: the API this model speaks.
@@ -907,6 +975,7 @@ class OpenAIChatModel:
         timeout: float = 120.0,
         options: Mapping[str, Any] | None = None,
         http_client: httpx2.AsyncClient | None = None,
+        accepts_images: bool = True,
     ) -> None:
         if not isinstance(base_url, str) or not re.match(r"https?://[^\s/]+", base_url):
             raise ValueError("base_url must be an http:// or https:// URL, e.g. https://api.openai.com/v1")
@@ -930,6 +999,7 @@ class OpenAIChatModel:
         self._api_key = api_key
         self._http = http_client
         self._owns_http = http_client is None
+        self.accepts_images = bool(accepts_images)
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel({self.base_url!r}, {self.model!r})"
@@ -969,7 +1039,10 @@ class OpenAIChatModel:
 
     def request_body(self, request: ModelRequest) -> dict[str, Any]:
         """The JSON body sent for ``request``."""
-        body: dict[str, Any] = {"model": self.model, "messages": [_wire_message(m) for m in request.messages]}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": _wire_messages(request.messages, images=self.accepts_images),
+        }
         if request.tools:
             body["tools"] = [
                 {
@@ -1021,6 +1094,35 @@ class OpenAIChatModel:
             ) from None
         names = {wire_tool_name(t.name): t.name for t in request.tools}
         return _parse_completion(data, names)
+
+
+def _wire_messages(messages: Iterable[Message], *, images: bool) -> list[dict[str, Any]]:
+    """The Chat Completions messages; tool images follow each run of tool results as a user message."""
+    wired: list[dict[str, Any]] = []
+    pending: list[tuple[Message, ImagePart]] = []
+    for message in messages:
+        if message.role != "tool" and pending:
+            wired.append(_images_message(pending))
+            pending = []
+        wired.append(_wire_message(message))
+        if images and message.role == "tool":
+            pending.extend((message, image) for image in message.images)
+    if pending:
+        wired.append(_images_message(pending))
+    return wired
+
+
+def _images_message(images: list[tuple[Message, ImagePart]]) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = []
+    for message, image in images:
+        parts.append(
+            {
+                "type": "text",
+                "text": f"Image returned by the tool call {message.tool_call_id} ({message.name}):",
+            }
+        )
+        parts.append({"type": "image_url", "image_url": {"url": image.data_url}})
+    return {"role": "user", "content": parts}
 
 
 def _wire_message(message: Message) -> dict[str, Any]:
@@ -1089,12 +1191,9 @@ def _parse_completion(data: Any, names: Mapping[str, str]) -> ModelResponse:
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
             raise _malformed(f"tool_calls[{index}] has no function name")
         wire = function["name"]
-        name = names.get(wire)
-        if name is None:
-            known = _names(names)
-            raise ModelError(
-                f"the model called {wire!r}, which is not a tool of this request (tools: {known})"
-            )
+        # A name that is not in the catalog is kept as it is: the loop answers the model
+        # with a tool error (an unknown tool) and the turn goes on.
+        name = names.get(wire) or wire or "<unnamed>"
         call_id = raw.get("id")
         if not isinstance(call_id, str) or not call_id:
             call_id = _new_call_id()

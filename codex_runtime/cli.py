@@ -195,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-steps", type=int, default=20, metavar="N", help="model calls allowed (default 20)"
     )
     run.add_argument("--sequential", action="store_true", help="run the tool calls of one step one by one")
+    run.add_argument(
+        "--no-images",
+        action="store_true",
+        help="a text-only model: do not send the images tools return (they are named in the text)",
+    )
+    run.add_argument(
+        "--full-output",
+        action="store_true",
+        help=f"print whole tool results (default: the first {_OUTPUT_CAP} characters of each)",
+    )
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per model call")
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(run)
@@ -391,6 +401,21 @@ def _outcome_json(outcome: Any) -> dict[str, Any]:
         "hook_errors": [str(f) for f in outcome.hook_errors],
         "duration": round(outcome.duration, 6),
     }
+
+
+_OUTPUT_CAP = 2000
+
+
+def _tool_output(text: str, cap: int | None) -> str:
+    """A tool result for the terminal: every line (indented after the first), up to ``cap`` characters."""
+    text = text.strip()
+    more = 0
+    if cap is not None and len(text) > cap:
+        text, more = text[:cap], len(text) - cap
+    shown = "\n   ".join(text.splitlines())
+    if more:
+        shown += f"\n   ... ({more} more characters; --full-output shows all)"
+    return shown
 
 
 def _first_line(text: str, limit: int = 100) -> str:
@@ -735,6 +760,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             api_key=os.environ.get(args.api_key_env) or None,
             headers=headers,
             timeout=args.timeout,
+            accepts_images=not args.no_images,
         )
     except (_UsageError, ConfigError, ValueError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
@@ -746,7 +772,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"-> {event.call.name} {json.dumps(event.call.arguments, ensure_ascii=False)}\n")
         elif isinstance(event, ToolCallFinished):
             status = "error" if event.result.is_error else "ok"
-            out.write(f"<- {event.result.name} [{status}] {_first_line(event.result.output)}\n")
+            output = _tool_output(event.result.output, None if args.full_output else _OUTPUT_CAP)
+            out.write(f"<- {event.result.name} [{status}] {output}\n")
         elif isinstance(event, ModelStep) and event.response.tool_calls and event.response.text:
             out.write(f"   {_first_line(event.response.text)}\n")
         out.flush()

@@ -28,7 +28,6 @@ from codex_runtime import (
 )
 from codex_runtime._provider_stub import ProviderStub, StubReply
 from codex_runtime.agent import (
-    AgentError,
     AgentLoop,
     MaxStepsError,
     Message,
@@ -214,26 +213,28 @@ async def test_tool_errors_go_back_to_the_model_as_error_results(
     assert server.tool_calls("echo") == []
 
 
-async def test_an_unknown_tool_fails_the_turn_after_its_end_hooks(
+async def test_an_unknown_tool_goes_back_to_the_model_and_the_turn_goes_on(
     server: RecordingServer, other_server: RecordingServer
 ) -> None:
     outcomes: list[TurnOutcome] = []
-    model = ScriptedModel([ToolCall("nope__missing", {})])
+    model = ScriptedModel(
+        [[ToolCall("nope__missing", {}), ToolCall("apps__echo", {"text": "real"})], "recovered"]
+    )
     async with Session(_configs(server, other_server)) as session:
         session.on_turn_end(_ended(outcomes))
         loop = AgentLoop(session, model)
-        with pytest.raises(ModelError, match="'nope__missing', which is not a tool") as caught:
-            await loop.run_turn("call something odd")
-        assert isinstance(caught.value, AgentError)
-        assert [o.state for o in outcomes] == [TurnState.FAILED]
-        assert caught.value.outcome == outcomes[0]
-        assert caught.value.outcome.error is caught.value
-        # The history stays valid: the call is answered by an error result.
-        assert [m.role for m in loop.messages] == ["user", "assistant", "tool"]
-        assert loop.messages[-1].is_error
-        # The session goes on.
-        model = ScriptedModel(["fine"])
-        assert (await AgentLoop(session, model).run_turn("again")).text == "fine"
+        result = await loop.run_turn("call something odd")
+        assert result.text == "recovered"
+        assert [o.state for o in outcomes] == [TurnState.COMPLETED]
+        unknown, echo = result.tool_calls
+        assert unknown.is_error and (unknown.server, unknown.tool) == (None, None)
+        assert "unknown tool 'nope__missing'" in unknown.output and "apps__echo" in unknown.output
+        assert not echo.is_error
+        # The model was told, in the tool result of the made-up call.
+        told = [m for m in model.requests[1].messages if m.role == "tool"]
+        assert [(m.name, m.is_error) for m in told] == [("nope__missing", True), ("apps__echo", False)]
+        # The real call of the same answer ran.
+        assert [c.arguments for c in server.tool_calls("echo")] == [{"text": "real"}]
 
 
 async def test_max_steps_fails_the_turn_without_running_the_last_calls(
@@ -444,7 +445,6 @@ async def test_the_provider_gets_the_turn_spans_traceparent(
         (StubReply.error(401, "bad key"), 401, "HTTP 401: bad key"),
         (StubReply.raw_body("<html>oops</html>"), 200, "malformed JSON"),
         (StubReply.raw_body('{"choices": []}'), None, "no choices"),
-        (StubReply.tool_calls(("made_up_tool", {})), None, "'made_up_tool', which is not a tool"),
     ],
 )
 async def test_provider_errors_become_a_model_error(

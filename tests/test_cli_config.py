@@ -422,3 +422,26 @@ env_http_headers = {{ "x-tenant-id" = "CLI_TENANT" }}
     assert main([*args, "--json"]) == 0
     [sent] = _json(capsys.readouterr().out)["sent"]
     assert sent["transport"] == "stdio" and sent["meta"]["extra_headers"]["x-tenant-id"] == "[REDACTED]"
+
+
+# -- run prints whole tool results ---------------------------------------------------------------
+
+
+def test_run_prints_whole_tool_results_up_to_a_cap_that_a_flag_lifts(
+    apps_config: str, provider: ProviderStub, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = "first line\nsecond line\n" + "x" * 3000 + "END"
+    args = ["run", "--config", apps_config, "--base-url", provider.base_url, "--model", "m", "go"]
+    provider.add(StubReply.tool_calls(("apps__fail", {"message": message})), "done")
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "<- apps__fail [error] first line"
+    assert out[2] == "   second line"
+    assert out[3].startswith("   xxx") and "END" not in "".join(out[1:])  # out[0]: the arguments
+    assert out[4] == "   ... (1026 more characters; --full-output shows all)"
+    assert out[-1] == "done"
+
+    provider.add(StubReply.tool_calls(("apps__fail", {"message": message})), "done")
+    assert main([*args, "--full-output"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[3] == "   " + "x" * 3000 + "END"
