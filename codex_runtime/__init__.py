@@ -44,7 +44,14 @@ if TYPE_CHECKING:
         current_turn_id,
         request_headers,
     )
-    from .config import CodexConfig, ConfigError, ConfigWarning, load_codex_config, load_config
+    from .config import (
+        CodexConfig,
+        ConfigError,
+        ConfigWarning,
+        ServerSettingsError,
+        load_codex_config,
+        load_config,
+    )
     from .headers import (
         PROTECTED,
         CodexRuntimeError,
@@ -118,6 +125,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "CodexConfig",
         "ConfigError",
         "ConfigWarning",
+        "ServerSettingsError",
         "load_codex_config",
         "load_config",
     ),

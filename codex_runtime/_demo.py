@@ -1,11 +1,12 @@
-"""The ``codex-runtime demo``: real loopback servers, three turns, and what each server got.
+"""The ``codex-runtime demo``: real loopback servers, four turns, and what each server got.
 
 It starts two recording MCP servers, "apps" (an Apps server) and "tools" (a third-party
 server with a static API key), opens a `Session` with `TurnHeaders`, and runs:
 
 1. a turn with 8 parallel calls across both servers (some with call-scoped headers);
 2. a turn interrupted while its call is in flight;
-3. a turn replaced by a new turn while its call is in flight (the new turn then calls).
+3. a turn replaced by a new turn while its call is in flight;
+4. the turn that replaced it, which then calls.
 
 Then it prints every request the servers received and checks the isolation rules.
 """
@@ -26,6 +27,14 @@ from .session import Session, Turn, TurnState
 from .testing import RecordedRequest, RecordingServer
 
 TURN_HEADERS = ("session_id", "x-codex-turn-metadata")
+# The static headers shown, in the order the column's title names them.
+STATIC_HEADERS = ("x-client", "x-api-key")
+
+
+def _static_headers(request: RecordedRequest) -> dict[str, str]:
+    """The static headers a request carried, redacted, in `STATIC_HEADERS` order (not arrival order)."""
+    shown = redact({k: v for k, v in request.headers.items() if k in STATIC_HEADERS})
+    return {name: shown[name] for name in STATIC_HEADERS if name in shown}
 
 
 def _turn_of(request: RecordedRequest) -> str | None:
@@ -201,9 +210,7 @@ def _check(
                     "traceparent": tp,
                     "trace_id": tp.split("-")[1] if tp and tp.count("-") == 3 else "-",
                     "call_headers": {k: v for k, v in req.headers.items() if k == "x-request-id"},
-                    "static_headers": redact(
-                        {k: v for k, v in req.headers.items() if k in ("x-client", "x-api-key")}
-                    ),
+                    "static_headers": _static_headers(req),
                 }
             )
             where = f"{server} {label}{' ' + str(req.tool_name) if req.tool_name else ''} ({key or '-'})"
@@ -254,7 +261,7 @@ def _print_table(out: TextIO, session: Session, turns: list[Turn], rows: list[di
     out.write("\nRequests received by the servers:\n")
     header = (
         f"  {'server':<6} {'method':<26} {'turn':<5} {'session_id':<10} "
-        f"{'x-request-id':<12} {'static (x-client, x-api-key)':<30} {'traceparent':<20}"
+        f"{'x-request-id':<12} {'static (' + ', '.join(STATIC_HEADERS) + ')':<30} {'traceparent':<20}"
     )
     out.write(header + "\n  " + "-" * (len(header) - 2) + "\n")
     for r in rows:

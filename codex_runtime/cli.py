@@ -68,11 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser(
         "demo",
-        help="run three turns against two loopback MCP servers and show what each received",
+        help="run four turns against two loopback MCP servers and show what each received",
         description=(
             "Start two recording MCP servers on 127.0.0.1 ('apps', an Apps server, and 'tools'),\n"
-            "run three turns (8 parallel calls; an interrupted turn; a replaced turn) and print\n"
-            "every request the servers received, then check the isolation rules.\n\n"
+            "run four turns (8 parallel calls; an interrupted turn; a replaced turn; the turn\n"
+            "that replaced it) and print every request the servers received, then check the\n"
+            "isolation rules.\n\n"
             "example:\n  codex-runtime demo\n  codex-runtime demo --trace\n  codex-runtime demo --json"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -445,3 +445,22 @@ def test_run_prints_whole_tool_results_up_to_a_cap_that_a_flag_lifts(
     assert main([*args, "--full-output"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[3] == "   " + "x" * 3000 + "END"
+
+
+# -- the demo ----------------------------------------------------------------------------------
+
+
+def test_the_demo_runs_four_turns_and_lists_static_headers_in_the_titles_order(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[:2] for line in out.splitlines() if line.startswith("  turn ")] == [
+        ["turn", str(n)] for n in (1, 2, 3, 4)
+    ]
+    assert "static (x-client, x-api-key)" in out
+    rows = [line for line in out.splitlines() if line.startswith("  tools  tools/call")]
+    assert rows and all("codex-runtime-demo, [REDACTED]" in row for row in rows)
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "four turns" in capsys.readouterr().out
