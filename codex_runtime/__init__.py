@@ -214,6 +214,7 @@ __all__ = [
     "ScriptedModel",
     "ServerConfig",
     "ServerRequest",
+    "ServerSettingsError",
     "ServerUnavailableError",
     "Session",
     "SessionPrompt",
