@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         TurnResult,
     )
     from .client import (
+        AuthorizationError,
         ClientHandlers,
         McpClient,
         McpRequestError,
@@ -109,6 +110,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "TurnResult",
     ),
     "client": (
+        "AuthorizationError",
         "ClientHandlers",
         "McpClient",
         "McpRequestError",
@@ -177,7 +179,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 #: Public submodules reachable as attributes (``codex_runtime.tracing``) without an import.
 _SUBMODULES = frozenset(
-    {"agent", "cli", "client", "config", "headers", "hooks", "session", "store", "testing", "tracing"}
+    {"agent", "auth", "cli", "client", "config", "headers", "hooks", "session", "store", "testing", "tracing"}
 )
 
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -187,6 +189,7 @@ __all__ = [
     "AbortReason",
     "AgentError",
     "AgentLoop",
+    "AuthorizationError",
     "ClientHandlers",
     "CodexConfig",
     "CodexHooks",

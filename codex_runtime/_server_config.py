@@ -8,7 +8,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
+import httpx2
 
+from .auth import OAuth
 from .headers import CodexRuntimeError, Headers, InvalidHeaderError, is_protected, redact
 
 __all__ = ["ConfigError", "HeaderDelivery", "Protocol", "ServerConfig"]
@@ -144,6 +146,9 @@ class ServerConfig:
             the environment: ``env_http_headers`` and ``bearer_token_env_var``). They are
             redacted wherever headers are shown (reprs, ``codex-runtime call
             --show-headers``), beside the names `is_secret` knows.
+        auth: HTTP authorization: an `OAuth` spec, or any ``httpx2.Auth`` (the SDK's
+            client-credentials, private-key JWT and identity-assertion providers pass
+            straight through). With ``auth`` set, no header layer may set ``authorization``.
     """
 
     name: str
@@ -164,6 +169,7 @@ class ServerConfig:
     enabled_tools: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_str_tuple)
     disabled_tools: tuple[str, ...] = attrs.field(default=(), converter=_disabled)
     secret_headers: frozenset[str] = attrs.field(factory=frozenset, converter=_secret_names)
+    auth: OAuth | httpx2.Auth | None = attrs.field(default=None, eq=False)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -216,6 +222,15 @@ class ServerConfig:
         for header in self.headers.keys():
             if is_protected(header):
                 raise _fail(name, "headers", f"may not set {header!r}: the transport manages it")
+        if self.auth is not None:
+            if not isinstance(self.auth, OAuth | httpx2.Auth):
+                raise _fail(name, "auth", "must be an OAuth(...) spec or an httpx2.Auth")
+            if self.command is not None:
+                raise _fail(name, "auth", "applies to HTTP servers (with `url`) only")
+            if "authorization" in self.headers:
+                raise _fail(
+                    name, "headers", "may not set 'authorization' with `auth`: the auth provider sets it"
+                )
 
     @property
     def transport(self) -> Literal["streamable-http", "stdio"]:
@@ -248,6 +263,9 @@ class ServerConfig:
         # Header values and environment values may be secrets: values of secret names and
         # of names secret by provenance are redacted; environment values are never shown.
         headers = self.shown_headers() if isinstance(self.headers, Headers) else {}
+        if self.auth is not None:
+            shown = repr(self.auth) if isinstance(self.auth, OAuth) else type(self.auth).__name__
+            flags += f", auth={shown}"
         return (
             f"ServerConfig(name={self.name!r}, {target}{flags}, headers=Headers({headers!r}), "
             f"protocol={self.protocol!r}, header_delivery={self.header_delivery!r})"

@@ -1,5 +1,5 @@
 """The ``codex-runtime`` command: ``demo``, ``tools``, ``call``, ``run``, ``resources``,
-``read``, ``prompts`` and ``prompt``.
+``read``, ``prompts``, ``prompt``, ``login`` and ``logout``.
 
 Exit codes: 0 ok, 1 the work failed, 2 usage or configuration error, 130 interrupted.
 """
@@ -210,7 +210,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(run)
     _cli_resources.add_commands(sub, _EPILOG)
+    _add_login_parsers(sub)
     return parser
+
+
+def _add_login_parsers(sub: Any) -> None:
+    from ._login import add_parsers
+
+    add_parsers(sub, _EPILOG)
+
+
+async def _login(args: argparse.Namespace, out: TextIO) -> int:
+    from ._login import login
+
+    return await login(args, out)
+
+
+async def _logout(args: argparse.Namespace, out: TextIO) -> int:
+    from ._login import logout
+
+    return await logout(args, out)
 
 
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -226,6 +245,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "call": _call,
         "run": _run,
         **_cli_resources.COMMANDS,
+        "login": _login,
+        "logout": _logout,
     }
     try:
         if args.command == "demo":

@@ -77,6 +77,7 @@ from ._trace import (
     tool_call_span,
 )
 from ._version import __version__
+from .auth import AuthFlowFailed, build_auth, parse_www_authenticate
 from .headers import (
     REDACTED,
     CodexRuntimeError,
@@ -93,6 +94,7 @@ from .headers import (
 )
 
 __all__ = [
+    "AuthorizationError",
     "ClientHandlers",
     "ConfigError",
     "HeaderDelivery",
@@ -155,6 +157,8 @@ MetaValue = Any
 
 #: JSON-RPC error code of the answer `_IsolatingTransport` makes up for a failed POST.
 TRANSPORT_FAILED = -32099
+#: JSON-RPC error code of the answer `_AuthorizingClient` makes up for a refused request.
+AUTH_FAILED = -32098
 
 
 class _IsolatingTransport(httpx2.AsyncBaseTransport):
@@ -287,6 +291,76 @@ class ServerUnavailableError(CodexRuntimeError):
         super().__init__(f"MCP server {server!r}: {message}")
         self.server = server
         self.reason = message
+
+
+class AuthorizationError(ServerUnavailableError):
+    """The server refused the request (HTTP 401 or 403) and the client could not satisfy it.
+
+    ``status`` is the HTTP status, ``scheme`` and ``scope`` come from the server's
+    ``WWW-Authenticate`` challenge (``None`` when it sent none). Never carries a token.
+    """
+
+    def __init__(
+        self, server: str, message: str, *, status: int | None, scheme: str | None, scope: str | None
+    ) -> None:
+        super().__init__(server, message)
+        self.status = status
+        self.scheme = scheme
+        self.scope = scope
+
+
+def _authorization_error(server: str, exc: BaseException) -> AuthorizationError | None:
+    """The `AuthorizationError` an SDK failure stands for, if it stands for one."""
+    for leaf in _leaves(exc):
+        if isinstance(leaf, MCPError) and leaf.code == AUTH_FAILED:
+            data = leaf.error.data if isinstance(leaf.error.data, dict) else {}
+            status = data.get("status") if isinstance(data.get("status"), int) else None
+            scheme = data.get("scheme") if isinstance(data.get("scheme"), str) else None
+            scope = data.get("scope") if isinstance(data.get("scope"), str) else None
+            return AuthorizationError(server, leaf.message, status=status, scheme=scheme, scope=scope)
+    return None
+
+
+class _AuthorizingClient(httpx2.AsyncClient):
+    """An HTTP client that turns a refused JSON-RPC request into a JSON-RPC error answer.
+
+    A final HTTP 401/403 (no auth configured, or the provider could not satisfy the
+    challenge) and a failed auth flow (`AuthFlowFailed`) become an answer with code
+    `AUTH_FAILED` and the status, scheme and scope in its ``data``, which the SDK hands to
+    that request's caller alone; the connection stays. Other requests (the legacy GET
+    stream, DELETE) get a plain 401.
+    """
+
+    async def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+        try:
+            response = await super().send(request, **kwargs)
+        except AuthFlowFailed as exc:
+            message = f"authorization failed: {exc.reason}"
+            return _refusal(request, exc.status or 401, exc.scheme, exc.scope, message)
+        if response.status_code not in (401, 403) or request.method != "POST":
+            return response
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+        scheme, scope = parse_www_authenticate(response.headers.get("www-authenticate"))
+        status = response.status_code
+        reason = "insufficient scope" if status == 403 else "authorization required"
+        return _refusal(request, status, scheme, scope, f"HTTP {status}: {reason}")
+
+
+def _refusal(
+    request: httpx2.Request, status: int, scheme: str | None, scope: str | None, message: str
+) -> httpx2.Response:
+    request_id = _body_request_id(request) if request.method == "POST" else None
+    if request_id is None:
+        return httpx2.Response(status, request=request)
+    error = {
+        "code": AUTH_FAILED,
+        "message": message,
+        "data": {"status": status, "scheme": scheme, "scope": scope},
+    }
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+    headers = {"content-type": "application/json"}
+    return httpx2.Response(status, headers=headers, content=body, request=request)
 
 
 class ToolCallError(CodexRuntimeError):
@@ -582,6 +656,7 @@ class McpClient(ServerFeatures):
         self._listen_scope: anyio.CancelScope | None = None
         self._listen_lock = anyio.Lock()
         self._is_stdio = config.command is not None
+        self._endpoint: httpx2.URL | None = None
 
     # -- public properties -------------------------------------------------------------
 
@@ -636,7 +711,7 @@ class McpClient(ServerFeatures):
             raise RuntimeError(f"McpClient {self.name!r} is already connected or connecting")
         self._closing = False
         if not self._is_stdio:
-            self._http = self._make_http_client()
+            self._http = self._make_http_client(await self._build_auth())
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
@@ -703,6 +778,7 @@ class McpClient(ServerFeatures):
                 name = validate_name(raw_name)
                 if is_protected(name):
                     check_settable(Headers([(name, "x")]), layer="turn")
+                self._check_no_authorization((name,), "turn")
                 value: HeaderValue = (
                     cast("Callable[[], str]", raw_value)
                     if callable(raw_value)
@@ -867,6 +943,8 @@ class McpClient(ServerFeatures):
                     raise ServerUnavailableError(
                         self.name, f"tools/call {name!r}: session lost again after re-initializing"
                     ) from None
+                if exc.code == AUTH_FAILED:
+                    raise cast("AuthorizationError", _authorization_error(self.name, exc)) from None
                 if exc.code == TRANSPORT_FAILED:
                     # Only this request failed (see `_IsolatingTransport`); the connection
                     # stays, and the next request finds out whether the server is back.
@@ -952,6 +1030,8 @@ class McpClient(ServerFeatures):
                     raise ServerUnavailableError(
                         self.name, f"{method}: session lost again after re-initializing"
                     ) from None
+                if exc.code == AUTH_FAILED:
+                    raise cast("AuthorizationError", _authorization_error(self.name, exc)) from None
                 if exc.code == TRANSPORT_FAILED:
                     raise ServerUnavailableError(
                         self.name, f"{method} could not be sent ({exc.message})"
@@ -1079,10 +1159,22 @@ class McpClient(ServerFeatures):
     ) -> Headers | None:
         ambient = _CALL_HEADERS.get()
         if explicit is None:
+            if ambient is not None:
+                self._check_no_authorization(ambient, "call")
             return ambient
         layer = explicit if isinstance(explicit, Headers) else Headers(explicit)
         check_settable(layer, layer="call")
-        return layer if ambient is None else layer | ambient
+        combined = layer if ambient is None else layer | ambient
+        self._check_no_authorization(combined, "call")
+        return combined
+
+    def _check_no_authorization(self, layer: Headers | Iterable[str], scope: str) -> None:
+        """With an auth provider, no layer may set ``authorization`` over it."""
+        if self._config.auth is not None and "authorization" in {n.lower() for n in layer}:
+            raise InvalidHeaderError(
+                f"MCP server {self.name!r} authorizes with its `auth` provider: "
+                f"the {scope} headers may not set 'authorization'"
+            )
 
     def _turn_layer(self, method: str) -> tuple[Headers | None, dict[str, Any]]:
         turn_id = _TURN_ID.get()
@@ -1131,6 +1223,10 @@ class McpClient(ServerFeatures):
 
     async def _on_request(self, request: httpx2.Request) -> None:
         """httpx2 request hook: runs in the sending task's context, right before sending."""
+        if self._config.auth is not None and not self._is_endpoint(request.url):
+            # A request of the auth flow (metadata, registration, token): it goes to the
+            # authorization server as the SDK built it, with none of the MCP layers.
+            return
         plan = _PLAN.get()
         if plan is not None and plan.client is self:
             method = request.headers.get("mcp-method") or _body_method(request)
@@ -1153,6 +1249,17 @@ class McpClient(ServerFeatures):
                 # transport task group): an observer's bug must cost only its output.
                 logger.warning("MCP server %r: on_request observer failed", self.name, exc_info=True)
 
+    def _is_endpoint(self, url: httpx2.URL) -> bool:
+        endpoint = self._endpoint
+        if endpoint is None:
+            endpoint = self._endpoint = httpx2.URL(self._config.url or "")
+        return (
+            url.scheme == endpoint.scheme
+            and url.host == endpoint.host
+            and url.port == endpoint.port
+            and url.path.rstrip("/") == endpoint.path.rstrip("/")
+        )
+
     async def _on_response(self, response: httpx2.Response) -> None:
         conn = _CONNECTING.get()
         if conn is not None and not conn.ready.is_set():
@@ -1173,13 +1280,25 @@ class McpClient(ServerFeatures):
 
     # -- connection management -----------------------------------------------------------
 
-    def _make_http_client(self) -> httpx2.AsyncClient:
+    async def _build_auth(self) -> httpx2.Auth | None:
+        auth = self._config.auth
+        if auth is None:
+            return None
+        assert self._config.url is not None
+        try:
+            return await build_auth(auth, name=self.name, url=self._config.url)
+        except (OSError, ValueError) as exc:
+            reason = f"cannot set up authorization: {_describe(exc)}"
+            raise ServerUnavailableError(self.name, reason) from None
+
+    def _make_http_client(self, auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
         # One SSL context for every client: building one costs ~30 ms of CPU and ~0.8 MiB,
         # which would dominate the memory of an idle session.
         # Reads are bounded per operation instead: tool calls by their timeout (see
         # `_Plan.read_timeout`), connecting by ``startup_timeout``. The default only
         # bounds the legacy GET stream, which may stay silent for long.
-        return httpx2.AsyncClient(
+        return _AuthorizingClient(
+            auth=auth,
             headers=self._config.headers.to_dict(),
             timeout=httpx2.Timeout(30.0, read=_DEFAULT_READ_TIMEOUT),
             transport=_IsolatingTransport(httpx2.AsyncHTTPTransport(verify=_shared_ssl_context())),
@@ -1294,6 +1413,9 @@ class McpClient(ServerFeatures):
                 if delay is None or not self._transient(conn):
                     break
                 await anyio.sleep(delay)
+        refused = _authorization_error(self.name, last_error) if last_error is not None else None
+        if refused is not None:
+            raise refused
         reason = _describe(last_error) if last_error is not None else "no answer"
         if deadline.cancelled_caught:
             reason = f"not connected within {self._config.startup_timeout:g} s (last error: {reason})"
@@ -1377,6 +1499,9 @@ class McpClient(ServerFeatures):
                         conn = await self._recover(conn)  # lists the tools as it connects
                         return conn
                     self._connection_closed(conn, exc)
+                    refused = _authorization_error(self.name, exc)
+                    if refused is not None:
+                        raise refused from None
                     raise ServerUnavailableError(self.name, f"tools/list failed: {exc.message}") from None
                 except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                     raise ServerUnavailableError(self.name, f"tools/list failed: {_describe(exc)}") from None

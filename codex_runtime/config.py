@@ -36,6 +36,7 @@ import attrs
 
 from ._codex_hooks import CodexHooks, hooks_from_json, hooks_from_toml, project_hooks
 from ._server_config import ConfigError, ServerConfig
+from .auth import OAuth, default_token_store
 from .headers import Headers, InvalidHeaderError, is_protected
 
 __all__ = [
@@ -95,8 +96,12 @@ _COMMON_KEYS: Final = frozenset(
         "tool_timeout_sec",
         "enabled_tools",
         "disabled_tools",
+        "auth",
+        "scopes",
+        "oauth",
     }
 )
+_OAUTH_KEYS: Final = ("client_id", "callback_port")
 _TOML_KEYS: Final = _COMMON_KEYS | {"http_headers", "enabled", "startup_timeout_ms"}
 _JSON_KEYS: Final = _COMMON_KEYS | {"headers", "type", "disabled", "enabled"}
 
@@ -140,6 +145,9 @@ def load_config(
     * ``enabled_tools``, ``disabled_tools``: lists of tool names.
     * ``apps``, ``forward``, ``required``: booleans; ``protocol`` (``"auto"`` or
       ``"legacy"``), ``header_delivery`` (``"http"``, ``"meta"`` or ``"both"``).
+    * ``auth = "oauth"``, ``scopes``, ``oauth.client_id``, ``oauth.callback_port`` (Codex's
+      keys): an `OAuth` spec. An HTTP server without an ``Authorization`` header uses the
+      tokens ``codex-runtime login NAME`` stored for it even without these keys.
     * JSON only: ``type`` (``"stdio"``, ``"http"`` or ``"streamable-http"``), checked
       against ``command``/``url`` and otherwise ignored.
 
@@ -452,6 +460,7 @@ def _build_server(
     disabled_tools = server.strings("disabled_tools")
     flags = {flag: server.boolean(flag) for flag in ("apps", "forward", "required")}
     choices = {key: server.string(key) for key in ("protocol", "header_delivery")}
+    auth = _oauth(server, url, headers)
 
     fields: dict[str, Any] = {
         "url": url,
@@ -465,6 +474,7 @@ def _build_server(
         "enabled_tools": enabled_tools,
         "disabled_tools": disabled_tools,
         "secret_headers": from_environ or None,
+        "auth": auth,
         **flags,
         **choices,
     }
@@ -482,6 +492,59 @@ def _build_server(
     if not problem.startswith("server "):
         problem = f"server {name!r}: {problem}"
     raise ConfigError(f"{where}: {problem}")
+
+
+def _oauth(server: _Server, url: str | None, headers: list[tuple[str, str]]) -> OAuth | None:
+    """The server's `OAuth` spec (Codex's ``auth``, ``scopes``, ``oauth.client_id``,
+    ``oauth.callback_port``), or ``None``.
+
+    As in Codex, an HTTP server without a configured ``Authorization`` header also uses the
+    tokens a ``codex-runtime login`` stored for it, with no OAuth key at all.
+    """
+    mode = server.string("auth")
+    if mode is not None and mode not in ("oauth", "chatgpt"):
+        raise server.error("auth", 'must be "oauth"')
+    if mode == "chatgpt":
+        warnings.warn(
+            f"{server.where}: server {server.name!r}: auth = \"chatgpt\" is unsupported; using OAuth",
+            ConfigWarning,
+            stacklevel=4,
+        )
+    scopes = server.strings("scopes")
+    table = server.table.get("oauth")
+    if table is not None and not isinstance(table, dict):
+        raise server.error("oauth", "must be a table (oauth.client_id, oauth.callback_port)")
+    options: dict[str, Any] = dict(table or {})
+    for key in options:
+        if key not in _OAUTH_KEYS:
+            warnings.warn(
+                f"{server.where}: server {server.name!r}: unknown key 'oauth.{key}' ignored",
+                ConfigWarning,
+                stacklevel=4,
+            )
+    client_id = options.get("client_id")
+    if client_id is not None and (not isinstance(client_id, str) or not client_id):
+        raise server.error("oauth.client_id", "must be a non-empty string")
+    port = options.get("callback_port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536):
+        raise server.error("oauth.callback_port", "must be a port number")
+    explicit = mode is not None or scopes is not None or table is not None
+    if url is None:
+        if explicit:
+            raise server.error("auth/scopes/oauth", "apply to HTTP servers (with `url`) only")
+        return None
+    if any(name.lower() == "authorization" for name, _ in headers):
+        if explicit:
+            raise server.error(
+                "auth/scopes/oauth", "cannot be combined with an Authorization header or bearer_token_env_var"
+            )
+        return None
+    if not explicit and not default_token_store(server.name, url).exists():
+        return None
+    try:
+        return OAuth(scopes=tuple(scopes or ()), client_id=client_id, callback_port=port or 0)
+    except ValueError as exc:
+        raise server.error("scopes", str(exc)) from None
 
 
 def _headers(

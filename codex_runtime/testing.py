@@ -61,10 +61,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CallToolResult, TextContent
 
 from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
+from ._oauth_stub import AuthRecord, OAuthGate, approve_in_browser
 from ._provider_stub import ProviderRequest, ProviderStub, StubReply
 from ._testing_features import add_client_feature_tools
 
 __all__ = [
+    "AuthRecord",
+    "OAuthServer",
     "ProviderRequest",
     "ProviderStub",
     "RecordedRequest",
@@ -72,6 +75,7 @@ __all__ = [
     "RecordingServer",
     "StdioRecording",
     "StubReply",
+    "approve_in_browser",
     "stdio_server_config",
 ]
 
@@ -687,6 +691,68 @@ class RecordingServer(_LoopbackServer):
         """Release every blocked call."""
         for key in list(self._recorder.gates):
             self.release(key)
+
+
+class OAuthServer(RecordingServer):
+    """A `RecordingServer` whose MCP endpoint needs OAuth, with its own authorization server.
+
+    On the same loopback origin it serves protected resource metadata, authorization server
+    metadata, dynamic client registration, an authorization endpoint that approves at once
+    (redirecting to the client's redirect URI with a code) and a token endpoint
+    (authorization code with PKCE S256; refresh). MCP requests need a bearer token it
+    issued; the tools in ``tool_scopes`` need their scope as well (else ``403
+    insufficient_scope``). `auth_requests` lists what every endpoint received.
+
+    Args:
+        scopes: The scopes every MCP request needs.
+        tool_scopes: Tool name to the extra scope a call of it needs.
+        first_token_lifetime: ``expires_in`` of the first access token (0: expired at once,
+            so the client refreshes it on its next request).
+    """
+
+    def __init__(
+        self,
+        name: str = "oauth",
+        *,
+        port: int = 0,
+        scopes: tuple[str, ...] = ("mcp",),
+        tool_scopes: Mapping[str, str] | None = None,
+        first_token_lifetime: int = 3600,
+    ) -> None:
+        super().__init__(name, port=port)
+        self._gate_options: dict[str, Any] = {
+            "scopes": scopes,
+            "tool_scopes": tool_scopes,
+            "first_token_lifetime": first_token_lifetime,
+        }
+        self._gate: OAuthGate | None = None
+
+    @property
+    def gate(self) -> OAuthGate:
+        """The authorization server (its issued secrets, `OAuthGate.revoke_all`)."""
+        if self._gate is None:
+            raise RuntimeError("the server is not started")
+        return self._gate
+
+    def start(self) -> None:
+        sock = listen_socket(self._port)
+        self._port = sock.getsockname()[1]
+
+        def make_app() -> Any:
+            inner = _recording_app(self.name, self._recorder)
+            self._gate = OAuthGate(inner, lambda: f"http://127.0.0.1:{self._port}", **self._gate_options)
+            return self._gate
+
+        self._thread = ThreadServer(make_app, sock)
+        self._thread.start()
+
+    def auth_requests(self, path: str | None = None) -> list[AuthRecord]:
+        """Every HTTP request the server received (``path`` filters), rejected ones included."""
+        return self.gate.requests(path)
+
+    def secrets(self) -> set[str]:
+        """Every client secret, code and token the server handed out."""
+        return self.gate.secrets()
 
 
 class SubprocessRecordingServer(_LoopbackServer):

@@ -17,10 +17,13 @@ LAYER_OF = {
     "_context": "client",
     "_trace": "tracing",
     "_server_config": "client",
+    "auth": "client",
     "_version": "version",
     "_demo": "cli",
+    "_login": "cli",
     "_provider_stub": "testing",
     "_loopback": "testing",
+    "_oauth_stub": "testing",
     "_turn_model": "session",
     "_tool_hooks": "session",
     "_codex_hooks": "hooks",
@@ -91,6 +94,7 @@ def test_client_imports_only_headers_and_tracing_helpers() -> None:
         "_handlers",
         "_requests",
         "_observe",
+        "auth",
     }
     assert MODULES["client"] <= allowed, MODULES["client"] - allowed
 
