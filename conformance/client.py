@@ -28,18 +28,15 @@ import httpx2
 
 from codex_runtime import (
     AuthorizationError,
+    ClientHandlers,
     CodexRuntimeError,
     ServerConfig,
+    ServerRequest,
     Session,
     ToolCallError,
     TurnHeaders,
 )
 from codex_runtime.auth import MemoryTokenStore, OAuth
-
-try:  # the server-request handlers of the client API
-    from codex_runtime import ClientHandlers  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - an older codex-runtime
-    ClientHandlers = None
 
 log = logging.getLogger("conformance")
 
@@ -72,14 +69,8 @@ def server_config(url: str, options: Options, **kwargs: Any) -> ServerConfig:
     )
 
 
-def handlers(**kwargs: Any) -> Any:
-    """`ClientHandlers(**kwargs)`, or ``None`` where this codex-runtime has none."""
-    return ClientHandlers(**kwargs) if ClientHandlers is not None else None
-
-
-def session(cfg: ServerConfig, client_handlers: Any = None) -> Session:
-    extra = {"handlers": client_handlers} if client_handlers is not None else {}
-    return Session(servers=[cfg], hooks=[TurnHeaders()], **extra)
+def session(cfg: ServerConfig, handlers: ClientHandlers | None = None) -> Session:
+    return Session(servers=[cfg], hooks=[TurnHeaders()], handlers=handlers)
 
 
 async def call_in_turn(s: Session, tool: str, arguments: dict[str, Any] | None = None) -> None:
@@ -110,7 +101,7 @@ async def sse_retry(url: str, options: Options) -> None:
         await call_in_turn(s, "test_reconnection")
 
 
-async def accept_with_defaults(request: Any) -> Any:
+async def accept_with_defaults(request: ServerRequest) -> Any:
     """Elicitation: accept, answering every field with the default its schema gives."""
     from mcp_types import ElicitResult
 
@@ -125,7 +116,7 @@ async def accept_with_defaults(request: Any) -> Any:
 
 @scenario("elicitation-sep1034-client-defaults")
 async def elicitation_defaults(url: str, options: Options) -> None:
-    async with session(server_config(url, options), handlers(elicitation=accept_with_defaults)) as s:
+    async with session(server_config(url, options), ClientHandlers(elicitation=accept_with_defaults)) as s:
         await call_in_turn(s, "test_client_elicitation_defaults")
 
 
@@ -141,7 +132,7 @@ async def open_headless(authorization_url: str) -> None:
 
 async def authorized_session_run(cfg: ServerConfig) -> None:
     """Connect, list the tools, call the first one: enough for every auth scenario."""
-    async with session(cfg, handlers(elicitation=accept_with_defaults)) as s:
+    async with session(cfg, ClientHandlers(elicitation=accept_with_defaults)) as s:
         tools = await s.list_tools()
         if tools:
             try:
