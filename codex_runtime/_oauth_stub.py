@@ -61,8 +61,10 @@ class OAuthGate:
         scopes: tuple[str, ...] = ("mcp",),
         tool_scopes: Mapping[str, str] | None = None,
         first_token_lifetime: int = 3600,
+        authorization_server: str | None = None,
     ) -> None:
         self._inner = inner
+        self.authorization_server = authorization_server
         self._base = base_url
         self.scopes = scopes
         self.tool_scopes = dict(tool_scopes or {})
@@ -167,7 +169,7 @@ class OAuthGate:
                 200,
                 {
                     "resource": f"{base}/mcp",
-                    "authorization_servers": [base],
+                    "authorization_servers": [self.authorization_server or base],
                     "scopes_supported": list(self.scopes) + sorted(set(self.tool_scopes.values())),
                     "bearer_methods_supported": ["header"],
                 },

@@ -337,6 +337,16 @@ class _AuthorizingClient(httpx2.AsyncClient):
         except AuthFlowFailed as exc:
             message = f"authorization failed: {exc.reason}"
             return _refusal(request, exc.status or 401, exc.scheme, exc.scope, message)
+        except httpx2.TransportError as exc:
+            try:
+                failed = exc.request
+            except RuntimeError:
+                failed = request
+            if failed is request or failed.url.path == request.url.path:
+                raise
+            # A request of the auth flow (the authorization server) failed, not this one.
+            message = f"authorization failed: the authorization server is unreachable ({_describe(exc)})"
+            return _refusal(request, 401, None, None, message)
         if response.status_code not in (401, 403) or request.method != "POST":
             return response
         with anyio.CancelScope(shield=True):

@@ -708,6 +708,8 @@ class OAuthServer(RecordingServer):
         tool_scopes: Tool name to the extra scope a call of it needs.
         first_token_lifetime: ``expires_in`` of the first access token (0: expired at once,
             so the client refreshes it on its next request).
+        authorization_server: The issuer the resource metadata names (default: this
+            server itself), e.g. an address nothing listens on.
     """
 
     def __init__(
@@ -718,12 +720,14 @@ class OAuthServer(RecordingServer):
         scopes: tuple[str, ...] = ("mcp",),
         tool_scopes: Mapping[str, str] | None = None,
         first_token_lifetime: int = 3600,
+        authorization_server: str | None = None,
     ) -> None:
         super().__init__(name, port=port)
         self._gate_options: dict[str, Any] = {
             "scopes": scopes,
             "tool_scopes": tool_scopes,
             "first_token_lifetime": first_token_lifetime,
+            "authorization_server": authorization_server,
         }
         self._gate: OAuthGate | None = None
 

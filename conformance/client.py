@@ -120,6 +120,77 @@ async def elicitation_defaults(url: str, options: Options) -> None:
         await call_in_turn(s, "test_client_elicitation_defaults")
 
 
+async def sample_fixed(request: ServerRequest) -> Any:
+    """Sampling: a fixed answer stands in for the model."""
+    from mcp_types import CreateMessageResult, TextContent
+
+    return CreateMessageResult(
+        role="assistant", content=TextContent(type="text", text="ok"), model="conformance-model"
+    )
+
+
+def capable_handlers() -> ClientHandlers:
+    return ClientHandlers(elicitation=accept_with_defaults, sampling=sample_fixed, roots=("file:///tmp",))
+
+
+@scenario("request-metadata", "json-schema-ref-no-deref")
+async def list_only(url: str, options: Options) -> None:
+    async with session(server_config(url, options), capable_handlers()) as s:
+        tools = await s.list_tools()
+        log.info("tools: %s", [t.tool.name for t in tools])
+
+
+@scenario("json-schema-2020-12-preservation")
+async def schema_echo(url: str, options: Options) -> None:
+    """Hand the input schema the client saw for one tool back to the server, verbatim."""
+    async with session(server_config(url, options), capable_handlers()) as s:
+        tools = {t.tool.name: t.tool for t in await s.list_tools()}
+        schema = tools["json_schema_2020_12_tool"].input_schema
+        async with s.turn() as turn:
+            await turn.call_tool(SERVER, "json_schema_echo", {"schema": schema})
+
+
+@scenario("http-custom-headers")
+async def context_tool_calls(url: str, options: Options) -> None:
+    """Make exactly the calls the scenario hands out, at once, in one turn."""
+    calls = options.context.get("toolCalls") or []
+    async with session(server_config(url, options), capable_handlers()) as s:
+        await s.list_tools()
+        async with s.turn() as turn, anyio.create_task_group() as tg:
+            for call in calls:
+                tg.start_soon(call_quietly, turn, call["name"], call.get("arguments") or {})
+
+
+async def call_quietly(turn: Any, tool: str, arguments: dict[str, Any]) -> None:
+    try:
+        result = await turn.call_tool(SERVER, tool, arguments)
+        log.info("%s -> is_error=%s", tool, result.is_error)
+    except CodexRuntimeError as exc:
+        log.info("%s refused: %s", tool, exc)
+
+
+@scenario("http-standard-headers", "http-invalid-tool-headers", "sep-2322-client-request-state")
+async def everything(url: str, options: Options) -> None:
+    """Call every listed tool, read every listed resource, get every listed prompt."""
+    async with session(server_config(url, options), capable_handlers()) as s:
+        tools = await s.list_tools()
+        resources = await s.list_resources()
+        prompts = await s.list_prompts()
+        async with s.turn() as turn:
+            for tool in tools:
+                await call_quietly(turn, tool.tool.name, {})
+            for resource in resources:
+                try:
+                    await turn.read_resource(SERVER, resource.uri)
+                except CodexRuntimeError as exc:
+                    log.info("%s refused: %s", resource.uri, exc)
+            for prompt in prompts:
+                try:
+                    await turn.get_prompt(SERVER, prompt.prompt.name, {})
+                except CodexRuntimeError as exc:
+                    log.info("%s refused: %s", prompt.prompt.name, exc)
+
+
 # -- authorization ----------------------------------------------------------------------
 
 

@@ -168,6 +168,15 @@ async def test_server_that_wants_auth_from_a_client_without_any(
     assert "401" in str(caught.value)
 
 
+async def test_unreachable_authorization_server_costs_only_the_connect(home: Path) -> None:
+    with OAuthServer(authorization_server="http://127.0.0.1:9") as server:
+        cfg = ServerConfig(name="s", url=server.url, protocol="legacy", auth=OAuth(authorize=browser))
+        with pytest.raises(AuthorizationError, match="unreachable") as caught:
+            async with McpClient(cfg):
+                pass
+    assert caught.value.status == 401
+
+
 async def test_any_httpx2_auth_passes_through(oauth_server: OAuthServer, home: Path) -> None:
     class Static(httpx2.Auth):
         def __init__(self, token: str) -> None:
