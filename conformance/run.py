@@ -143,6 +143,22 @@ def main() -> int:
             ]
             results = [f.result() for f in futures]
     expected = expected_failures(args.suite) if not args.scenario else set()
+    # Scenarios with real-time waits (sse-retry's reconnect timing) can miss their tolerance
+    # when the machine is busy: an unexpected failure is run again alone, at most twice.
+    rerun: list[str] = []
+    for index, r in enumerate(results):
+        if r["passed"] or r["scenario"] in expected:
+            continue
+        for _ in range(2):
+            with tempfile.TemporaryDirectory(prefix="conformance-") as tmp:
+                again = run_one(
+                    node, entry, str(r["scenario"]), args.mode, args.spec_version, Path(tmp), args.timeout
+                )
+            if again["passed"]:
+                again["rerun_of"] = r["failed_checks"]
+                results[index] = again
+                rerun.append(str(r["scenario"]))
+                break
     passed = [r["scenario"] for r in results if r["passed"]]
     failed = [r["scenario"] for r in results if not r["passed"]]
     for r in results:
@@ -157,6 +173,8 @@ def main() -> int:
             print(f"        failed checks: {', '.join(map(str, r['failed_checks'])) or '(client error)'}")
             if args.verbose:
                 print("        " + str(r["log"]).replace("\n", "\n        "))
+    if rerun:
+        print(f"passed when run again alone (failed under load first): {', '.join(rerun)}")
     unexpected = sorted(str(n) for n in failed if n not in expected)
     stale = sorted(n for n in expected if n in passed)
     print(f"conformance {label}, mode {args.mode}: {len(passed)}/{len(results)} scenarios pass")
