@@ -396,3 +396,15 @@ def test_bad_handlers_are_refused() -> None:
         ClientHandlers(log_level="loud")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         McpClient(ServerConfig(name="s", url="http://127.0.0.1:1/mcp"), handlers=object())  # type: ignore[arg-type]
+
+
+def test_a_configuration_file_cannot_set_mcp_headers(tmp_path: Path) -> None:
+    from codex_runtime import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[mcp_servers.s]\nurl = "http://127.0.0.1:1/mcp"\nhttp_headers = { "Mcp-Param-Region" = "eu" }\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError, match="mcp-param-region"):
+        load_config(path)
