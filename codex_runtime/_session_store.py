@@ -243,8 +243,8 @@ class SessionRecorder:
             status = "ok"
         elif record.is_error:
             status = "error"
-        elif record.error == "aborted":
-            status = "aborted"
+        elif record.error in ("aborted", "unknown"):
+            status = record.error
         else:
             status = "failed"
         log.calls.append(

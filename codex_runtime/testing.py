@@ -58,7 +58,7 @@ import anyio
 import attrs
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
-from mcp_types import CallToolResult, TextContent
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
 
 from ._loopback import ReceivedHeaders, ThreadServer, listen_socket
 from ._oauth_stub import AuthRecord, OAuthGate, approve_in_browser
@@ -379,6 +379,23 @@ def build_mcp_server(name: str, recorder: _Recorder, *, crashable: bool = False)
             return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
         result: CallToolResult = await run("fail", {"message": message}, ctx, body)
+        return result
+
+    first_seen: set[str] = set()
+
+    @server.tool(
+        name="lookup",
+        description="An idempotent read: return `key`; the first call with a key waits `seconds` first.",
+        annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True),
+    )
+    async def lookup_tool(ctx: Context[Any, Any], key: str = "", seconds: float = 0.0) -> str:
+        async def body() -> str:
+            if key not in first_seen:
+                first_seen.add(key)
+                await anyio.sleep(seconds)
+            return f"found {key}"
+
+        result: str = await run("lookup", {"key": key, "seconds": seconds}, ctx, body)
         return result
 
     @server.tool(name="headers", description="Return the request headers the server saw.")

@@ -114,6 +114,16 @@ def test_store_and_durable_sit_beside_agent() -> None:
     assert offenders == set()
 
 
+def test_the_durable_layer_imports_nothing_above_it() -> None:
+    # codex_runtime/durable/ is a subpackage: its modules import the package with `..`.
+    found: set[str] = set()
+    for path in (PACKAGE / "durable").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                found.add(node.module.split(".")[0])
+    assert found and not found & {"cli", "_demo", "testing", "config"}, found
+
+
 def test_only_cli_imports_testing() -> None:
     offenders = {
         m for m, deps in MODULES.items() if "testing" in deps and _layer(m) not in ("cli", "testing")
