@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from . import _cli_resources
+from . import _cli_store
 from ._version import __version__
 
 if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
@@ -211,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verbose(run)
     _cli_resources.add_commands(sub, _EPILOG)
     _add_login_parsers(sub)
+    _cli_store.add_run_options(run)
+    _cli_store.add_store_commands(sub, _EPILOG, _add_verbose)
     return parser
 
 
@@ -247,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         **_cli_resources.COMMANDS,
         "login": _login,
         "logout": _logout,
+        "sessions": _cli_store.sessions,
+        "resume": _cli_store.resume,
     }
     try:
         if args.command == "demo":
@@ -784,8 +789,11 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
             timeout=args.timeout,
             accepts_images=not args.no_images,
         )
+        store = _cli_store.open_store(args)
     except (_UsageError, ConfigError, ValueError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
+    if args.durable and store is not None:
+        return await _cli_store.durable_run(args, out, store)
 
     def show(event: AgentEvent) -> None:
         if args.json:
@@ -804,7 +812,9 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     if any(error.required for error in unresolved.values()):
         return _fail(out, args.json, EXIT_FAILED, "a required server failed to start")
     interrupted: list[bool] = []
-    session = Session(servers, hooks=[TurnHeaders()])
+    session = Session(servers, hooks=[TurnHeaders()], store=store, session_id=args.session)
+    if store is not None and not args.json:
+        sys.stderr.write(f"codex-runtime: session {session.session_id}\n")
     try:
         async with model, session:
             failed = {**unresolved, **session.startup_errors}
@@ -829,6 +839,11 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
                     tg.cancel_scope.cancel()
     except ServerUnavailableError as exc:
         return _fail(out, args.json, EXIT_FAILED, exc)
+    except ConfigError as exc:  # a store file that is not a store
+        return _fail(out, args.json, EXIT_USAGE, exc)
+    finally:
+        if store is not None:
+            await store.aclose()
     if failure is not None:
         calls = [_tool_json(r) for r in failure.tool_calls]
         return _fail(
@@ -840,6 +855,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         "tool_calls": [_tool_json(r) for r in result.tool_calls],
         "outcome": _outcome_json(result.outcome),
         "failed_servers": {name: str(error) for name, error in failed.items()},
+        **({"session_id": session.session_id} if store is not None else {}),
     }
     if result.aborted:
         code = EXIT_INTERRUPTED if interrupted or _reason(result.outcome) == "interrupted" else EXIT_FAILED

@@ -28,6 +28,7 @@ LAYER_OF = {
     "_tool_hooks": "session",
     "_codex_hooks": "hooks",
     "_session_store": "session",
+    "_cli_store": "cli",
     "_handlers": "client",
     "_requests": "client",
     "_testing_features": "testing",

@@ -119,6 +119,17 @@ def _check_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(plain)
 
 
+def _check_loop_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    plain = dict(options or {})
+    unknown = set(plain) - {"max_steps", "instructions", "parallel_tool_calls", "on_event"}
+    if unknown:
+        raise ValueError(
+            "loop_options may set max_steps, instructions, parallel_tool_calls, on_event; "
+            f"not {sorted(unknown)}"
+        )
+    return plain
+
+
 def _sqlite_url(path: Path) -> str:
     return f"sqlite:///{path}"
 
@@ -155,7 +166,8 @@ class DurableRuntime:
         takeover_after: When set (seconds), workers write a heartbeat to the database and a
             live worker takes over the unfinished turns of one silent for this long.
         loop_options: Keyword arguments for each turn's `AgentLoop` (``max_steps``,
-            ``instructions``, ``parallel_tool_calls``).
+            ``instructions``, ``parallel_tool_calls``, ``on_event``), or a function of the
+            turn's settings returning them.
         poll_interval: Seconds between two looks at the turn queue.
     """
 
@@ -169,7 +181,7 @@ class DurableRuntime:
         executor_id: str | None = None,
         takeover_after: float | None = None,
         heartbeat: float = 1.0,
-        loop_options: Mapping[str, Any] | None = None,
+        loop_options: Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]] | None = None,
         poll_interval: float = 0.05,
         name: str = "codex-runtime",
     ) -> None:
@@ -193,13 +205,8 @@ class DurableRuntime:
             or takeover_after <= heartbeat
         ):
             raise ValueError("takeover_after must be a number of seconds longer than heartbeat")
-        options = dict(loop_options or {})
-        unknown = set(options) - {"max_steps", "instructions", "parallel_tool_calls", "on_event"}
-        if unknown:
-            raise ValueError(
-                "loop_options may set max_steps, instructions, parallel_tool_calls, on_event; "
-                f"not {sorted(unknown)}"
-            )
+        if not callable(loop_options):
+            _check_loop_options(loop_options)
         self.store = store
         self.database_url = database_url
         self.executor_id = executor_id or os.environ.get("DBOS__VMID") or "local"
@@ -208,7 +215,7 @@ class DurableRuntime:
         self.name = name
         self._sessions_factory = sessions
         self._models_factory = models
-        self._loop_options = options
+        self._loop_options = loop_options
         self._poll = float(poll_interval)
         self._tg: anyio.abc.TaskGroup | None = None
         self._queue: Queue | None = None
@@ -414,7 +421,8 @@ class DurableRuntime:
             return out
         recorder = session._recorder
         assert recorder is not None
-        loop = DurableLoop(session, model, base=alloc["base"], **self._loop_options)
+        options = self._loop_options(settings) if callable(self._loop_options) else self._loop_options
+        loop = DurableLoop(session, model, base=alloc["base"], **_check_loop_options(options))
         recorder.expect_turn(turn_id, alloc["index"], durable=settings, user_input=user_input)
         try:
             result = await loop.run_turn(user_input, metadata=metadata)
