@@ -14,6 +14,7 @@ from collections.abc import Sequence
 BENCHMARKS: dict[str, str] = {
     "cli": ".cli",
     "client": ".client",
+    "store": ".store",
     "isolation": ".isolation",
     "turns": ".turns",
 }

@@ -229,10 +229,12 @@ class SessionRecorder:
         *,
         durable: Mapping[str, Any] | None = None,
         user_input: str | None = None,
+        started_at: float | None = None,
     ) -> None:
-        """Mark the next turn's id and index as given (a durable turn, run again after a crash)."""
+        """Give the next turn its id, index and start time (a durable turn keeps them when
+        it runs again after a crash)."""
         self._pending[turn_id] = (turn_id, index, durable, user_input)
-        self._session._next_ident = (turn_id, index)
+        self._session._next_ident = (turn_id, index, started_at)
 
     def state_changed(self, turn: Turn, state: TurnState) -> None:
         self._log(turn).states.append((state.value, time.time()))

@@ -604,7 +604,7 @@ class Session:
             raise TypeError("Session(store=...) takes a SessionStore (e.g. codex_runtime.store.SqliteStore)")
         self.store: SessionStore | None = store
         self._recorder = SessionRecorder(store, self) if store is not None else None
-        self._next_ident: tuple[str, int] | None = None  # a turn's given (id, index), once
+        self._next_ident: tuple[str, int, float | None] | None = None  # given (id, index, start)
 
     # -- configuration -------------------------------------------------------------
 
@@ -953,6 +953,7 @@ class Session:
         else:
             self._turn_count = max(self._turn_count, ident[1])
             turn = Turn(self, ident[1], metadata, headers, timeout, ident[0])
+            turn.started_at = ident[2]
         turn._forwarded_input = incoming
         self._current = turn
         return turn
@@ -972,7 +973,7 @@ class Session:
         A failing hook is recorded in ``turn._start_failure``; an abort stops the loop.
         A cancellation from outside propagates.
         """
-        turn.started_at = time.time()
+        turn.started_at = turn.started_at or time.time()
         if self._recorder is not None:
             await self._recorder.turn_started(turn)
         if turn._timeout is not None:

@@ -221,6 +221,8 @@ async def test_killed_between_two_tool_calls(
     assert code == 0 and lines[-1]["result"]["state"] == "completed"
     assert [c.arguments["text"] for c in rec.tool_calls("echo")] == ["first", "second"]
     assert _turn_ids(rec.tool_calls()) == {turn_id}
+    # One continuous turn: the same turn entries before and after the crash.
+    assert len({c.headers["x-codex-turn-metadata"] for c in rec.tool_calls()}) == 1
     _, stored_calls, messages = await _check_stored_turn(workers, turn_id)
     assert [(c.tool, c.status) for c in stored_calls] == [("echo", "ok"), ("echo", "ok")]
     assert len([m for m in messages if m["role"] == "tool"]) == 2

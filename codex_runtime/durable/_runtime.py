@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -128,6 +129,18 @@ def _check_loop_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
             f"not {sorted(unknown)}"
         )
     return plain
+
+
+def _route_dbos_logs() -> None:
+    """Send DBOS's log records through standard logging (logger ``dbos``) like ours, instead
+    of the console handler DBOS would install on the ``sys.stderr`` of the moment."""
+    dbos_logs = logging.getLogger("dbos")
+    for handler in list(dbos_logs.handlers):
+        if handler.name == "__dbos_console_log_handler__":
+            dbos_logs.removeHandler(handler)
+    if not dbos_logs.handlers:
+        dbos_logs.addHandler(logging.NullHandler())  # DBOS adds its console handler only when none
+    dbos_logs.propagate = True
 
 
 def _sqlite_url(path: Path) -> str:
@@ -256,6 +269,7 @@ class DurableRuntime:
                 "log_level": "WARNING",
                 "serializer": DBOSPortableJSONSerializer(),
             }
+            _route_dbos_logs()
             DBOS(config=config)
             # Launched from this loop, so that DBOS runs the workflows (recovered ones too) on it.
             DBOS.launch()
@@ -345,7 +359,7 @@ class DurableRuntime:
         """Wait for the durable turn ``turn_id`` to end (wherever it runs) and return it."""
         self._check_open()
         handle: Any = await DBOS.retrieve_workflow_async(turn_id)
-        data = await handle.get_result()
+        data = await handle.get_result(polling_interval_sec=self._poll)
         return DurableTurnResult.from_json(data)
 
     async def run_turn(
@@ -370,11 +384,12 @@ class DurableRuntime:
 
     # -- inside the workflow ------------------------------------------------------------
 
-    async def _allocate(self, session_id: str) -> dict[str, int]:
+    async def _allocate(self, session_id: str) -> dict[str, Any]:
         stored = await self.store.get_session(session_id)
         top = max((t.index for t in stored.turns), default=0) if stored is not None else 0
         messages = await self.store.load_messages(session_id)
-        return {"index": top + 1, "base": len(messages)}
+        # Recorded with the step: a resumed turn keeps its index and its start time.
+        return {"index": top + 1, "base": len(messages), "started_at": time.time()}
 
     async def _run_workflow(
         self, session_id: str, user_input: str, settings: dict[str, Any], metadata: dict[str, Any]
@@ -400,7 +415,7 @@ class DurableRuntime:
     async def _run(
         self,
         turn_id: str,
-        alloc: Mapping[str, int],
+        alloc: Mapping[str, Any],
         session_id: str,
         user_input: str,
         settings: dict[str, Any],
@@ -423,7 +438,13 @@ class DurableRuntime:
         assert recorder is not None
         options = self._loop_options(settings) if callable(self._loop_options) else self._loop_options
         loop = DurableLoop(session, model, base=alloc["base"], **_check_loop_options(options))
-        recorder.expect_turn(turn_id, alloc["index"], durable=settings, user_input=user_input)
+        recorder.expect_turn(
+            turn_id,
+            alloc["index"],
+            durable=settings,
+            user_input=user_input,
+            started_at=alloc.get("started_at"),
+        )
         try:
             result = await loop.run_turn(user_input, metadata=metadata)
             out["state"] = result.outcome.state.value
