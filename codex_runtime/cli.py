@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import anyio
 import anyio.abc
 
-from . import _cli_resources
-from . import _cli_store
+from . import _cli_resources, _cli_store
 from ._version import __version__
 
 if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
