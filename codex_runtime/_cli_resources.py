@@ -1,8 +1,9 @@
 """``codex-runtime resources | read | prompts | prompt``: MCP resources and prompts.
 
-Each takes ``--config FILE`` (a Codex ``config.toml`` or an ``mcpServers`` .json file) and
-``--json``. ``read`` and ``prompt`` send their request inside a turn, with the turn
-headers on Apps servers whose ``turn_header_methods`` include the method.
+Each takes ``--config FILE`` (a Codex ``config.toml`` or an ``mcpServers`` .json file;
+default ``$CODEX_HOME/config.toml``) and ``--json``. ``read`` and ``prompt`` send their
+request inside a turn, with the turn headers on Apps servers whose ``turn_header_methods``
+include the method.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
+
+from ._cli_config import CONFIG_HELP, NoConfigFile, config_path, load_servers, report_unresolved
 
 __all__ = ["COMMANDS", "add_commands"]
 
@@ -77,7 +80,7 @@ def add_commands(sub: Any, epilog: str) -> None:
         "--args", default="{}", metavar="JSON", help="the arguments, a JSON object of strings"
     )
     for parser in (resources, read, prompts, prompt):
-        parser.add_argument("--config", required=True, metavar="FILE", help="config.toml or mcpServers .json")
+        parser.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
         parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
         parser.add_argument("-v", "--verbose", action="store_true", help="show the runtime's warnings")
     for parser in (read, prompt):
@@ -140,16 +143,23 @@ async def _each_server(
 ) -> tuple[int, dict[str, dict[str, Any]]] | int:
     """Connect every configured server and run ``fetch(client)``; rows by server name."""
     from .client import McpRequestError, ServerUnavailableError
-    from .config import ConfigError, load_config
+    from .config import ConfigError
     from .session import Session
 
+    unresolved: dict[str, Any] = {}
     try:
-        servers = load_config(args.config)
-    except ConfigError as exc:
+        path = config_path(args.config)
+        assert path is not None
+        servers = load_servers(path, unresolved)
+    except (NoConfigFile, ConfigError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
     rows: dict[str, dict[str, Any]] = {}
     session = Session(servers)
-    required_failed = False
+    # A server whose settings cannot be resolved fails alone: fatal only when required.
+    required_failed = any(error.required for error in unresolved.values())
+    if required_failed:
+        report_unresolved(unresolved)
+        return _fail(out, args.json, EXIT_FAILED, "a required server failed to start")
     try:
         async with session:
             for cfg in servers:
@@ -168,9 +178,12 @@ async def _each_server(
             rows[cfg.name] = {"ok": False, "error": str(error), "required": cfg.required}
         elif cfg.name not in rows:
             rows[cfg.name] = {"ok": False, "error": "not started (a required server failed)"}
+    for name, unresolved_error in unresolved.items():
+        rows[name] = {"ok": False, "error": str(unresolved_error), "required": False}
     if required_failed:
         sys.stderr.write("codex-runtime: a required server failed to start\n")
-    return (EXIT_FAILED if required_failed else EXIT_OK), {cfg.name: rows[cfg.name] for cfg in servers}
+    ordered = {cfg.name: rows[cfg.name] for cfg in servers} | {name: rows[name] for name in unresolved}
+    return (EXIT_FAILED if required_failed else EXIT_OK), ordered
 
 
 def _failed_servers(out: TextIO, rows: Mapping[str, dict[str, Any]]) -> None:
@@ -250,22 +263,27 @@ async def _in_turn(
 ) -> tuple[int, Any] | int:
     """Connect ``args.server`` and run ``send(turn, headers)`` inside one turn."""
     from .client import McpClient, McpRequestError, ServerUnavailableError
-    from .config import ConfigError, load_config
+    from .config import ConfigError
     from .hooks import TurnHeaders
     from .session import Session
 
     if args.timeout is not None and not args.timeout > 0:
         return _fail(out, args.json, EXIT_USAGE, "--timeout must be a positive number of seconds")
+    unresolved: dict[str, Any] = {}
     try:
         headers = _headers(args.header)
-        servers = load_config(args.config)
+        path = config_path(args.config)
+        assert path is not None
+        servers = load_servers(path, unresolved)
     except (ValueError, ConfigError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
+    if args.server in unresolved:  # only this server's settings matter here
+        return _fail(out, args.json, EXIT_FAILED, unresolved[args.server])
     config = next((c for c in servers if c.name == args.server), None)
     if config is None:
-        names = ", ".join(c.name for c in servers) or "none"
+        names = ", ".join([c.name for c in servers] + list(unresolved)) or "none"
         return _fail(
-            out, args.json, EXIT_USAGE, f"no server named {args.server!r} in {args.config} (servers: {names})"
+            out, args.json, EXIT_USAGE, f"no server named {args.server!r} in {path} (servers: {names})"
         )
     try:
         async with (

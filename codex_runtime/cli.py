@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from . import _cli_resources, _cli_store
+from ._cli_config import CONFIG_HELP, NoConfigFile, config_path, load_servers, report_unresolved
 from ._version import __version__
 
 if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
@@ -46,15 +47,6 @@ class _UsageError(Exception):
 
 
 _EPILOG = "exit codes: 0 ok, 1 the work failed, 2 usage or configuration error, 130 interrupted"
-
-
-_CONFIG_HELP = "config.toml or mcpServers .json (default: $CODEX_HOME/config.toml, ~/.codex/config.toml)"
-
-
-def default_config_path() -> str:
-    """Codex's configuration file: ``$CODEX_HOME/config.toml``, else ``~/.codex/config.toml``."""
-    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
-    return os.path.join(home, "config.toml")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,
     )
-    tools.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    tools.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     tools.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(tools)
 
@@ -128,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--args", default="{}", metavar="JSON", help="the arguments, a JSON object (default {})"
     )
-    call.add_argument("--config", metavar="FILE", help=_CONFIG_HELP)
+    call.add_argument("--config", metavar="FILE", help=CONFIG_HELP)
     call.add_argument(
         "-H",
         "--header",
@@ -364,39 +356,14 @@ def _parse_headers(values: Sequence[str], *, layer: str) -> Any:
 
 def _config_path(args: argparse.Namespace, *, optional: bool = False) -> str | None:
     """``--config``, else Codex's default file (``None`` when ``optional`` and it is absent)."""
-    if args.config:
-        return str(args.config)
-    path = default_config_path()
-    if os.path.exists(path):
-        return path
-    if optional:
-        return None
-    raise _UsageError(
-        f"no configuration file at {path} (the default, under $CODEX_HOME or ~/.codex); pass --config FILE"
-    )
+    try:
+        return config_path(args.config, optional=optional)
+    except NoConfigFile as exc:
+        raise _UsageError(str(exc)) from None
 
 
-def _load_servers(path: str, unresolved: dict[str, Any] | None = None) -> list[Any]:
-    """Load the servers of ``path``; configuration warnings become one line each on stderr."""
-    import warnings
-
-    from .config import ConfigWarning, load_config
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConfigWarning)
-        servers = load_config(path, unresolved=unresolved)
-    for warning in caught:
-        if issubclass(warning.category, ConfigWarning):
-            sys.stderr.write(f"codex-runtime: warning: {warning.message}\n")
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return servers
-
-
-def _report_unresolved(unresolved: Mapping[str, Any]) -> None:
-    for name, error in unresolved.items():
-        tag = "required server" if error.required else "server"
-        sys.stderr.write(f"codex-runtime: {tag} {name!r} cannot start: {error}\n")
+_load_servers = load_servers
+_report_unresolved = report_unresolved
 
 
 async def _interrupt_on_sigint(

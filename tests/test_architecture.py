@@ -35,6 +35,8 @@ LAYER_OF = {
     "_session_features": "session",
     "_resource_tools": "agent",
     "_cli_resources": "cli",
+    "_cli_config": "cli",
+    "_observe": "client",
     "__main__": "cli",
     "__init__": "init",
 }

@@ -464,3 +464,17 @@ def test_the_demo_runs_four_turns_and_lists_static_headers_in_the_titles_order(
     with pytest.raises(SystemExit):
         main(["demo", "--help"])
     assert "four turns" in capsys.readouterr().out
+
+
+def test_resources_and_prompts_share_the_default_config_and_the_unresolved_servers(
+    half_config: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = Path(half_config).parent
+    monkeypatch.setenv("CODEX_HOME", str(home))  # half_config is $CODEX_HOME/config.toml
+    for command in ("resources", "prompts"):
+        assert main([command, "--json"]) == 0
+        servers = _json(capsys.readouterr().out)["servers"]
+        assert servers["apps"]["ok"] is True
+        assert servers["broken"]["ok"] is False and "CLI_UNSET_TOKEN" in servers["broken"]["error"]
+    assert main(["read", "broken", "file:///x", "--json"]) == 1
+    assert "CLI_UNSET_TOKEN" in capsys.readouterr().err
