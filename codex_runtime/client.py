@@ -353,7 +353,11 @@ class _AuthorizingClient(httpx2.AsyncClient):
             await response.aclose()
         scheme, scope = parse_www_authenticate(response.headers.get("www-authenticate"))
         status = response.status_code
-        reason = "insufficient scope" if status == 403 else "authorization required"
+        challenge = response.headers.get("www-authenticate") or ""
+        if status == 401:
+            reason = "authorization required"
+        else:
+            reason = "insufficient scope" if "insufficient_scope" in challenge else "forbidden"
         return _refusal(request, status, scheme, scope, f"HTTP {status}: {reason}")
 
 
