@@ -14,6 +14,7 @@ from collections.abc import Sequence
 BENCHMARKS: dict[str, str] = {
     "cli": ".cli",
     "client": ".client",
+    "gateway": ".gateway",
     "store": ".store",
     "isolation": ".isolation",
     "turns": ".turns",

@@ -592,12 +592,15 @@ class Session:
         self._clients: dict[str, McpClient] = {}
         self.startup_errors: dict[str, BaseException] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self._closing = anyio.Event()  # tells the owner tasks of owned clients to close them
+        # Made on first use (an idle session sharing its clients never needs them: each
+        # costs ~1 KiB): tells the owner tasks of owned clients to close them; serializes
+        # turn starts that must wait.
+        self._closing: anyio.Event | None = None
         self._shutting_down = False
         self._host_done: dict[str, anyio.Event] = {}
         self._session_hooks_started: list[object] = []
         self._current: Turn | None = None
-        self._begin_lock = anyio.Lock()
+        self._begin_lock: anyio.Lock | None = None
         self._turn_count = 0
         self._entered = False
         if store is not None and not isinstance(store, SessionStore):
@@ -733,6 +736,8 @@ class Session:
             self._clients[cfg.name] = client
             ready.set()
             try:
+                if self._closing is None:
+                    self._closing = anyio.Event()
                 await self._closing.wait()
             finally:
                 # `aclose` shields its own cleanup; it must exit the client's task group
@@ -768,6 +773,8 @@ class Session:
                         await ender(self)
                 except Exception:
                     logger.warning("on_session_end of %s failed", _hook_name(hook), exc_info=True)
+        if self._closing is None:
+            self._closing = anyio.Event()
         self._closing.set()
         tg, self._tg = self._tg, None
         if tg is not None:
@@ -926,9 +933,11 @@ class Session:
         timeout = _check_timeout(timeout, "turn timeout")
         if timeout is None:
             timeout = self.turn_timeout
-        if self._current is None and not self._begin_lock.locked():
+        if self._current is None and (self._begin_lock is None or not self._begin_lock.locked()):
             return self._new_turn(meta, headers, timeout, incoming)  # nothing to wait for
         self._check_not_inside_current()
+        if self._begin_lock is None:
+            self._begin_lock = anyio.Lock()
         async with self._begin_lock:
             self._check_open()
             current = self._current
