@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "gateway": ".gateway",
     "store": ".store",
     "isolation": ".isolation",
+    "stdio_close": ".stdio_close",
     "turns": ".turns",
 }
 

@@ -29,7 +29,7 @@ from mcp import Client as SdkClient
 from mcp.client import Transport
 from mcp.client._input_required import InputRequiredRoundsExceededError
 from mcp.client.session import ClientSession, IncomingMessage
-from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.client.subscriptions import listen as sdk_listen
 from mcp.shared.dispatcher import ProgressFnT
@@ -69,6 +69,7 @@ from ._handlers import (
 from ._observe import observe_writes
 from ._requests import HeadersArg, McpRequestError, Sender, ServerFeatures
 from ._server_config import ConfigError, HeaderDelivery, ServerConfig
+from ._stdio import stdio_transport
 from ._trace import (
     clean_otel_context,
     inject_trace_headers,
@@ -992,6 +993,14 @@ class McpClient(ServerFeatures):
                 # The SDK refused the result itself (structured content missing or not
                 # matching the tool's output schema, an input request it cannot serve).
                 raise ToolCallError(self.name, name, f"the server's result was refused: {exc}") from None
+            except ValueError as exc:
+                if isinstance(exc, CodexRuntimeError):
+                    raise
+                # pydantic would not serialize the request (e.g. values nested too deeply):
+                # raised before anything is sent.
+                raise TypeError(
+                    f"call_tool({name!r}): arguments and meta must be JSON values ({exc})"
+                ) from None
             finally:
                 _ATTEMPT.reset(seen_token)
                 _PLAN.reset(token)
@@ -1067,6 +1076,10 @@ class McpClient(ServerFeatures):
             except RuntimeError as exc:
                 # The SDK refused the answer itself (e.g. an input request it cannot serve).
                 raise McpRequestError(self.name, method, f"the answer was refused: {exc}") from None
+            except ValueError as exc:
+                if isinstance(exc, CodexRuntimeError):
+                    raise
+                raise TypeError(f"{method}: arguments and meta must be JSON values ({exc})") from None
             finally:
                 _ATTEMPT.reset(seen_token)
                 _PLAN.reset(token)
@@ -1323,7 +1336,7 @@ class McpClient(ServerFeatures):
         transport: Transport
         if self._is_stdio:
             cfg = self._config
-            transport = stdio_client(
+            transport = stdio_transport(
                 StdioServerParameters(
                     command=cfg.command or "",
                     args=list(cfg.args),

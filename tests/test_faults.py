@@ -9,7 +9,11 @@ flight with it.
 
 from __future__ import annotations
 
+import os
+import shlex
+import signal
 import uuid
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,7 +22,7 @@ import pytest
 
 from codex_runtime import McpClient, ServerConfig, Session, ToolCallError, TurnState
 from codex_runtime.agent import AgentLoop, ModelRequest, ModelResponse, ScriptedModel, ToolCall
-from codex_runtime.testing import RecordingServer
+from codex_runtime.testing import RecordingServer, StdioRecording, stdio_server_config
 
 pytestmark = pytest.mark.anyio
 
@@ -240,3 +244,63 @@ async def test_a_connection_whose_transport_died_says_so_and_the_next_call_recon
         assert client.connected
     assert len(server.requests("initialize")) == 1
     assert [c.arguments["text"] for c in server.tool_calls("echo")] == ["reconnected"]
+
+
+# -- stdio servers: a dead one is noticed, and closing one is bounded -----------------------------
+
+
+def _wrapped_stdio(tmp_path: Path, script: str) -> ServerConfig:
+    """The stdio recording server started by ``sh -c script`` (``SERVER`` runs it), with the
+    shell's pid (the process group of everything it starts) written to ``pid``."""
+    base = stdio_server_config("local", tmp_path / "rec.jsonl")
+    server = " ".join(shlex.quote(part) for part in (base.command, *base.args))
+    return ServerConfig(
+        name="local",
+        command="sh",
+        args=("-c", f"echo $$ > {shlex.quote(str(tmp_path / 'pid'))}; " + script.replace("SERVER", server)),
+        env=base.env,
+    )
+
+
+def _live_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that are not zombies (an orphan's zombie awaits its reaper)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, _ppid, group = stat.rsplit(")", 1)[1].split()[:3]
+        if int(group) == pgid and state != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+async def test_a_stdio_server_that_dies_is_noticed_and_restarted_by_the_next_call(tmp_path: Path) -> None:
+    async with McpClient(_wrapped_stdio(tmp_path, "exec SERVER")) as client:
+        conn = client._conn
+        assert conn is not None and client.connected
+        os.kill(int((tmp_path / "pid").read_text()), signal.SIGKILL)
+        with anyio.fail_after(10):
+            await conn.closed.wait()  # closed by itself, without any call failing
+        assert not client.connected
+        assert not (await client.call_tool("echo", {"text": "restarted"})).is_error
+        assert client.connected
+    recording = StdioRecording(tmp_path / "rec.jsonl")
+    assert len([r for r in recording.requests() if r.method in ("initialize", "server/discover")]) == 2
+    assert [c.arguments for c in recording.tool_calls("echo")] == [{"text": "restarted"}]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+async def test_closing_a_stdio_server_ends_its_process_group_even_if_it_ignores_eof_and_sigterm(
+    tmp_path: Path,
+) -> None:
+    # The shell ignores SIGTERM (and so does what it starts), and outlives its stdin.
+    config = _wrapped_stdio(tmp_path, "trap '' TERM; SERVER; sleep 600")
+    async with McpClient(config) as client:
+        assert not (await client.call_tool("echo", {"text": "x"})).is_error
+        pgid = int((tmp_path / "pid").read_text())
+        assert len(_live_members(pgid)) >= 2  # the shell and the server it started
+    assert _live_members(pgid) == []

@@ -168,6 +168,20 @@ async def test_deeply_nested_turn_metadata_is_invalid_metadata(server: Recording
     assert server.requests("tools/call") == []
 
 
+async def test_deeply_nested_arguments_or_meta_are_refused_before_sending(server: RecordingServer) -> None:
+    deep: Any = "bottom"
+    for _ in range(100_000):
+        deep = [deep]
+    async with McpClient(_config(server)) as client:
+        server.clear()
+        with pytest.raises(TypeError, match="JSON values"):
+            await client.call_tool("echo", {"text": "deep", "data": {"deep": deep}})
+        with pytest.raises(TypeError, match="JSON values"):
+            await client.call_tool("echo", {"text": "deep meta"}, meta={"deep": deep})
+        assert not (await client.call_tool("echo", {"text": "next"})).is_error
+    assert [c.arguments["text"] for c in server.tool_calls("echo")] == ["next"]
+
+
 async def test_an_end_hook_that_swallows_its_cancellation_is_reported(server: RecordingServer) -> None:
     outcomes: list[TurnOutcome] = []
     async with Session([_config(server)], end_hook_timeout=0.05) as session:
