@@ -98,8 +98,13 @@ def test_client_imports_only_headers_and_tracing_helpers() -> None:
         "_requests",
         "_observe",
         "auth",
+        "_stdio",
     }
     assert MODULES["client"] <= allowed, MODULES["client"] - allowed
+
+
+def test_the_stdio_transport_imports_nothing_of_the_package() -> None:
+    assert MODULES["_stdio"] == set()
 
 
 @pytest.mark.parametrize("module", ["session", "hooks"])

@@ -303,4 +303,7 @@ async def test_closing_a_stdio_server_ends_its_process_group_even_if_it_ignores_
         assert not (await client.call_tool("echo", {"text": "x"})).is_error
         pgid = int((tmp_path / "pid").read_text())
         assert len(_live_members(pgid)) >= 2  # the shell and the server it started
-    assert _live_members(pgid) == []
+    # Every member was killed; on a busy machine the last ones may still be on their way out.
+    with anyio.fail_after(10):
+        while _live_members(pgid):  # noqa: ASYNC110 (no event tells that a process ended)
+            await anyio.sleep(0.01)
