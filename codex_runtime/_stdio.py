@@ -63,7 +63,7 @@ async def stdio_transport(params: StdioServerParameters) -> AsyncIterator[tuple[
         [params.command, *params.args],
         env=get_default_environment() | (params.env or {}),
         cwd=params.cwd,
-        stderr=sys.stderr,
+        stderr=_stderr(),
         start_new_session=True,  # its own process group: signals reach its children too
     )
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
@@ -131,6 +131,16 @@ async def stop_process(process: anyio.abc.Process) -> None:
     _signal_group(process, signal.SIGKILL)
     with anyio.move_on_after(_REAP_TIMEOUT):
         await process.aclose()
+
+
+def _stderr() -> Any:
+    """Where the server's stderr goes: ours, or (when ours is no file, as under output
+    capture) the process's inherited stderr."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return sys.stderr
 
 
 def _signal_group(process: anyio.abc.Process, signum: int) -> None:
