@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import attrs
-from mcp_types import Tool
+from mcp_types import CallToolResult, Tool
 
+from ._tool_hooks import ToolCallRequest, ToolCallStatus, ToolDecision
 from .headers import CodexRuntimeError
 
 if TYPE_CHECKING:
@@ -18,7 +19,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AbortReason",
     "HookFailure",
+    "HookPhase",
     "SessionTool",
+    "ToolCallHook",
     "ToolCallRecord",
     "TurnAbortedError",
     "TurnHook",
@@ -88,12 +91,19 @@ class AbortReason(enum.Enum):
     LOST = "lost"
 
 
+HookPhase = Literal[
+    "start", "end", "tool_call_start", "tool_call_end", "user_prompt", "stop", "session_start"
+]
+
+
 @attrs.frozen
 class HookFailure:
-    """A hook that raised (or timed out) at turn start or end."""
+    """A hook that raised (or timed out): at turn start or end, around a tool call
+    (``tool_call_start``, ``tool_call_end``), at the user prompt or the stop of an agent
+    turn, or a command hook that failed (reported by `CodexHooks` in the phase it ran)."""
 
     hook: str
-    phase: Literal["start", "end"]
+    phase: HookPhase
     error: BaseException
 
     def __str__(self) -> str:
@@ -127,7 +137,10 @@ class ToolCallRecord:
 
     ``ok`` is true when the tool returned a result that is not a tool error;
     otherwise ``error`` says what went wrong (``is_error`` marks a tool-level error,
-    ``"aborted"`` a call cancelled by the turn's abort).
+    ``"aborted"`` a call cancelled by the turn's abort, a hook's reason a denied call).
+    ``status`` says which way it ended (`ToolCallStatus`); ``arguments`` are the ones
+    sent (after any rewrite by a hook); ``call_id`` is the call's id; ``result`` the
+    server's `CallToolResult` when there was one.
     """
 
     server: str
@@ -138,6 +151,9 @@ class ToolCallRecord:
     ok: bool
     is_error: bool = False
     error: str | None = None
+    status: ToolCallStatus = ToolCallStatus.OK
+    call_id: str = ""
+    result: CallToolResult | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def duration(self) -> float:
@@ -166,6 +182,13 @@ class SessionTool:
 class TurnHook(Protocol):
     """Runs around every turn. A hook may define either method, or both.
 
+    Optional tool-call methods run around every ``turn.call_tool`` (and so every call
+    of the agent loop), inside the turn: ``on_tool_call_start(turn, call)`` returns a
+    `ToolDecision` (deny or rewrite) or ``None`` (allow); ``on_tool_call_end(turn, call,
+    record)`` sees how it ended. Optional agent-loop methods: ``on_user_prompt(turn,
+    prompt)`` (a `PromptDecision` or ``None``) and ``on_stop(turn, text)`` (a
+    `StopDecision` or ``None``).
+
     Start hooks run in order, in the task that runs the turn body and bound to the turn
     (`bind_turn`), before the turn is ``RUNNING``: context variables they set (e.g. the
     current OpenTelemetry span) are visible to the body. End hooks run in reverse order,
@@ -179,3 +202,11 @@ class TurnHook(Protocol):
     async def on_turn_start(self, turn: Turn) -> None: ...
 
     async def on_turn_end(self, turn: Turn, outcome: TurnOutcome) -> None: ...
+
+
+class ToolCallHook(Protocol):
+    """The tool-call methods a `TurnHook` may define (each optional)."""
+
+    async def on_tool_call_start(self, turn: Turn, call: ToolCallRequest) -> ToolDecision | None: ...
+
+    async def on_tool_call_end(self, turn: Turn, call: ToolCallRequest, record: ToolCallRecord) -> None: ...

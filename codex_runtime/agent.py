@@ -37,7 +37,10 @@ from ._resource_tools import BUILTIN_SERVER, resource_tool_specs, run_resource_t
 from ._trace import bind_tool_call_id, inject_trace_headers, invoking_agent
 from .headers import CodexRuntimeError, HeaderPolicy, Headers, HeadersInput, check_settable
 from .session import (
+    PromptDecision,
     Session,
+    StopDecision,
+    ToolCallDenied,
     Turn,
     TurnAbortedError,
     TurnInProgressError,
@@ -327,9 +330,10 @@ class ToolResult:
 class TurnResult:
     """How an agent turn ended.
 
-    ``text`` is the model's final answer (None when the turn was aborted), ``tool_calls``
-    every tool call of the turn in order, ``outcome`` the turn's `TurnOutcome`, ``steps``
-    the number of model calls.
+    ``text`` is the model's final answer (None when the turn was aborted or its prompt
+    blocked), ``tool_calls`` every tool call of the turn in order, ``outcome`` the turn's
+    `TurnOutcome`, ``steps`` the number of model calls, ``blocked`` the reason an
+    ``on_user_prompt`` hook blocked the prompt (the model was never called).
     """
 
     text: str | None
@@ -337,6 +341,7 @@ class TurnResult:
     outcome: TurnOutcome
     steps: int
     turn: Turn = attrs.field(eq=False, repr=False)
+    blocked: str | None = None
 
     @property
     def aborted(self) -> bool:
@@ -447,6 +452,11 @@ class _TurnRun:
         self.text: str | None = None
         self.results: list[ToolResult] = []
         self.steps = 0
+        self.blocked: str | None = None
+
+
+def _hook_label(hook: object) -> str:
+    return getattr(hook, "name", None) or type(hook).__name__
 
 
 class AgentLoop:
@@ -589,6 +599,7 @@ class AgentLoop:
             outcome=turn.outcome,
             steps=run.steps,
             turn=turn,
+            blocked=run.blocked,
         )
 
     async def _restore(self) -> None:
@@ -625,12 +636,14 @@ class AgentLoop:
         if spec.server == BUILTIN_SERVER:
             return await run_resource_tool(turn, spec.tool, call.arguments)
         if self.on_event is None:
-            return await turn.call_tool(spec.server, spec.tool, call.arguments)
+            return await turn.call_tool(spec.server, spec.tool, call.arguments, call_id=call.id)
 
         async def progress(value: float, total: float | None, message: str | None) -> None:
             await self._emit(ToolCallProgress(call, value, total, message))
 
-        return await turn.call_tool(spec.server, spec.tool, call.arguments, on_progress=progress)
+        return await turn.call_tool(
+            spec.server, spec.tool, call.arguments, on_progress=progress, call_id=call.id
+        )
 
     async def _emit(self, event: AgentEvent) -> None:
         if self.on_event is not None:
@@ -652,7 +665,58 @@ class AgentLoop:
             specs += [ToolSpec(name, BUILTIN_SERVER, name, text, schema) for name, text, schema in builtins]
         return tuple(specs)
 
+    async def _prompt_hooks(self, turn: Turn, prompt: str) -> str | None:
+        """Run the ``on_user_prompt`` hooks in order; the reason of the first block, if any.
+        Context they add reaches the model at the first step."""
+        for hook in self.session.hooks:
+            method = getattr(hook, "on_user_prompt", None)
+            if method is None:
+                continue
+            try:
+                decision = await method(turn, prompt)
+                if decision is not None and not isinstance(decision, PromptDecision):
+                    kind = type(decision).__name__
+                    raise TypeError(f"on_user_prompt returned {kind}, not a PromptDecision")
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                # Non-blocking: reported in the outcome, the prompt goes on.
+                logger.warning("on_user_prompt of %s failed", _hook_label(hook), exc_info=exc)
+                turn.report_hook_failure(_hook_label(hook), "user_prompt", exc)
+                continue
+            if decision is None:
+                continue
+            if decision.action == "block":
+                return decision.text
+            turn.add_context(decision.text)
+        return None
+
+    async def _stop_hooks(self, turn: Turn, text: str | None) -> str | None:
+        """Run the ``on_stop`` hooks in order; the reasons to go on, joined (or None)."""
+        reasons: list[str] = []
+        for hook in self.session.hooks:
+            method = getattr(hook, "on_stop", None)
+            if method is None:
+                continue
+            try:
+                decision = await method(turn, text)
+                if decision is not None and not isinstance(decision, StopDecision):
+                    raise TypeError(f"on_stop returned {type(decision).__name__}, not a StopDecision")
+            except Exception as exc:
+                if _is_abort(exc):
+                    raise
+                logger.warning("on_stop of %s failed", _hook_label(hook), exc_info=exc)
+                turn.report_hook_failure(_hook_label(hook), "stop", exc)
+                continue
+            if decision is not None:
+                reasons.append(decision.reason)
+        return "\n\n".join(reasons) if reasons else None
+
     async def _body(self, turn: Turn, user_input: str, run: _TurnRun) -> None:
+        blocked = await self._prompt_hooks(turn, user_input)
+        if blocked is not None:
+            run.blocked = blocked
+            return
         self._messages.append(Message.user(user_input))
         try:
             # Listed once per turn (as Codex does): a server that went down costs its
@@ -663,6 +727,8 @@ class AgentLoop:
             for step in range(1, self.max_steps + 1):
                 if turn.abort_reason is not None:
                     raise TurnAbortedError(turn.abort_reason)
+                # Context that hooks added (prompt, tool calls, session start) goes before the step.
+                self._messages.extend(Message.system(text) for text in turn.drain_context())
                 request = ModelRequest(
                     tuple(self._messages), catalog, turn, step, parallel_tool_calls=self.parallel_tool_calls
                 )
@@ -672,7 +738,14 @@ class AgentLoop:
                 if not response.tool_calls:
                     self._messages.append(Message.assistant(response.text))
                     run.text = response.text or ""
-                    return
+                    go_on = await self._stop_hooks(turn, response.text)
+                    if go_on is None:
+                        return
+                    if step == self.max_steps:
+                        logger.info("an on_stop hook asked to go on at max_steps (%d): the turn ends", step)
+                        return
+                    self._messages.append(Message.user(go_on))
+                    continue
                 await self._run_step(turn, step, response, by_name, run)
         except Exception as exc:
             if isinstance(exc, AgentError) or _is_abort(exc):
@@ -767,6 +840,17 @@ class AgentLoop:
                     called = await self._call_tool(turn, call, spec)
             except (TurnAbortedError, TurnStateError):
                 raise
+            except ToolCallDenied as exc:
+                result = ToolResult(
+                    call.id,
+                    call.name,
+                    spec.server,
+                    spec.tool,
+                    call.arguments,
+                    f"tool call denied: {exc.reason}",
+                    True,
+                    step,
+                )
             except CodexRuntimeError as exc:  # ToolCallError, ServerUnavailableError, ...
                 result = ToolResult(
                     call.id, call.name, spec.server, spec.tool, call.arguments, f"error: {exc}", True, step

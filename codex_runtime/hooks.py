@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
-from ._codex_hooks import CodexHooks, CommandHook, HookConfigWarning
+from ._codex_hooks import CodexHooks, CommandHook, HookCommandError, HookConfigWarning
 from .client import McpClient
 from .headers import CodexRuntimeError, HeaderPolicy, validate_value
 from .session import Turn, TurnHook, TurnOutcome
@@ -23,6 +23,7 @@ __all__ = [
     "CodexHooks",
     "CommandHook",
     "ForwardHeaders",
+    "HookCommandError",
     "HookConfigWarning",
     "InvalidMetadataError",
     "TraceTurns",

@@ -14,6 +14,7 @@ body; after a grace period (``abort_grace``, default 0.1 s) the body itself is c
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import math
 import os
@@ -26,6 +27,7 @@ from typing import Any, Literal, cast
 
 import anyio
 import anyio.abc
+import attrs
 from mcp_types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, Tool
 
 from . import _session_features
@@ -33,10 +35,19 @@ from ._context import _TURN_ID, bind_turn, current_turn_id
 from ._handlers import ClientHandlers, ProgressCallback
 from ._session_features import SessionPrompt, SessionResource
 from ._session_store import SessionRecorder, SessionStore
+from ._tool_hooks import (
+    PromptDecision,
+    StopDecision,
+    ToolCallDenied,
+    ToolCallRequest,
+    ToolCallStatus,
+    ToolDecision,
+)
 from ._turn_model import (
     _TRANSITIONS,
     AbortReason,
     HookFailure,
+    HookPhase,
     SessionTool,
     ToolCallRecord,
     TurnAbortedError,
@@ -46,7 +57,7 @@ from ._turn_model import (
     TurnState,
     TurnStateError,
 )
-from .client import McpClient, ServerConfig, ServerUnavailableError, ToolCallError
+from .client import McpClient, ServerConfig, ServerUnavailableError, ToolCallError, ToolTimeoutError
 from .headers import (
     MAX_TOTAL_BYTES,
     MAX_VALUE_BYTES,
@@ -62,11 +73,17 @@ from .headers import (
 __all__ = [
     "AbortReason",
     "HookFailure",
+    "PromptDecision",
     "Session",
     "SessionPrompt",
     "SessionResource",
     "SessionTool",
+    "StopDecision",
+    "ToolCallDenied",
     "ToolCallRecord",
+    "ToolCallRequest",
+    "ToolCallStatus",
+    "ToolDecision",
     "Turn",
     "TurnAbortedError",
     "TurnHandle",
@@ -82,6 +99,20 @@ logger = logging.getLogger("codex_runtime.session")
 
 StartFn = Callable[["Turn"], Awaitable[None]]
 EndFn = Callable[["Turn", TurnOutcome], Awaitable[None]]
+ToolStartFn = Callable[["Turn", ToolCallRequest], Awaitable[ToolDecision | None]]
+ToolEndFn = Callable[["Turn", ToolCallRequest, ToolCallRecord], Awaitable[None]]
+
+#: The methods that make an object a hook (each optional).
+_HOOK_METHODS = (
+    "on_turn_start",
+    "on_turn_end",
+    "on_tool_call_start",
+    "on_tool_call_end",
+    "on_user_prompt",
+    "on_stop",
+    "on_session_start",
+    "on_session_end",
+)
 
 
 class _FunctionHook:
@@ -105,10 +136,52 @@ class _FunctionHook:
         return f"<hook {self.name}>"
 
 
+class _ToolStartFunction:
+    """A plain async function registered with ``@session.on_tool_call_start``."""
+
+    def __init__(self, fn: ToolStartFn) -> None:
+        self.on_tool_call_start = fn
+        self.name = getattr(fn, "__qualname__", repr(fn))
+
+
+class _ToolEndFunction:
+    """A plain async function registered with ``@session.on_tool_call_end``."""
+
+    def __init__(self, fn: ToolEndFn) -> None:
+        self.on_tool_call_end = fn
+        self.name = getattr(fn, "__qualname__", repr(fn))
+
+
 def _hook_name(hook: object) -> str:
-    if isinstance(hook, _FunctionHook):
+    if isinstance(hook, _FunctionHook | _ToolStartFunction | _ToolEndFunction):
         return hook.name
     return type(hook).__name__
+
+
+def _call_status(exc: BaseException, aborted: bool) -> tuple[ToolCallStatus, str]:
+    """How a call that raised ``exc`` ended, and the error its record gives."""
+    if isinstance(exc, ToolCallDenied):
+        return ToolCallStatus.DENIED, exc.reason
+    if aborted or _is_abort_error(exc):
+        return ToolCallStatus.CANCELLED, "aborted"
+    if isinstance(exc, ToolTimeoutError):
+        status = ToolCallStatus.TIMEOUT
+    elif isinstance(exc, ServerUnavailableError):
+        status = ToolCallStatus.UNAVAILABLE
+    else:
+        status = ToolCallStatus.ERROR
+    return status, f"{type(exc).__name__}: {exc}"
+
+
+def _check_json_object(value: Mapping[str, Any], what: str) -> dict[str, Any]:
+    out = dict(value)
+    if not all(isinstance(k, str) for k in out):
+        raise TypeError(f"{what} keys must be strings")
+    try:
+        json.dumps(out, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        raise TypeError(f"{what} must be a JSON object (JSON-serializable values)") from None
+    return out
 
 
 _NO_HEADERS = Headers(())
@@ -141,6 +214,12 @@ def _incoming(forwarded: HeadersInput | None) -> tuple[Headers, HeadersInput]:
             kept.append((name, value))
             size += len(name) + len(value)
         return Headers(kept), pairs
+
+
+def _as_headers(headers: HeadersInput | None) -> Headers:
+    if headers is None:
+        return _NO_HEADERS
+    return headers if isinstance(headers, Headers) else Headers(headers)
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -222,6 +301,8 @@ class Turn:
         self._timeout = timeout
         self._t0 = time.monotonic()
         self._start_failure: HookFailure | None = None
+        self._hook_failures: list[HookFailure] = []
+        self._context: list[str] = []
 
     @property
     def session_id(self) -> str:
@@ -266,11 +347,15 @@ class Turn:
         meta: Mapping[str, Any] | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        call_id: str | None = None,
     ) -> CallToolResult:
         """Call ``tool`` on ``server`` as part of this turn, and record it.
 
         ``on_progress(progress, total, message)`` (sync or async) sees the call's
-        progress notifications.
+        progress notifications. The session's tool-call hooks run around the call, inside
+        the turn: start hooks may deny it (`ToolCallDenied` is raised; the server never
+        receives it) or rewrite its arguments, headers and ``_meta``; end hooks see how it
+        ended. ``call_id`` names the call for hooks and records (default: a new random id).
 
         Raises `TurnAbortedError` when the turn is aborted (before or during the call; the
         server is told to cancel), `TurnStateError` when the turn is not running, and the
@@ -285,34 +370,54 @@ class Turn:
         client = self.session._clients.get(server)
         if client is None:
             raise ToolCallError(server, tool, "no such server in this session")
+        if call_id is None:
+            call_id = os.urandom(8).hex()
+        elif not isinstance(call_id, str) or not call_id:
+            raise TypeError("call_tool() call_id must be a non-empty string")
+        if arguments is not None and not isinstance(arguments, Mapping):
+            raise TypeError("call_tool() arguments must be a mapping (a JSON object)")
+        starts, ends = self.session._tool_hooks
+        request: ToolCallRequest | None = None
         started = time.time()
-        ok = False
+        status = ToolCallStatus.CANCELLED
         is_error = False
         error: str | None = None
-        returned: CallToolResult | None = None
+        result: CallToolResult | None = None
         scope = anyio.CancelScope()
         self._call_scopes.add(scope)
         try:
             with scope, bind_turn(self.id):
+                if starts or ends:
+                    request = ToolCallRequest(
+                        call_id,
+                        server,
+                        tool,
+                        dict(arguments) if arguments is not None else {},
+                        _as_headers(headers),
+                        dict(meta) if meta is not None else {},
+                    )
+                    if starts:
+                        request = await self._run_tool_start_hooks(starts, request)
+                        arguments, headers, meta = request.arguments, request.headers, request.meta
                 result = await client.call_tool(
                     tool, arguments, headers=headers, meta=meta, timeout=timeout, on_progress=on_progress
                 )
                 is_error = bool(result.is_error)
-                ok = not is_error
                 if is_error:
+                    status = ToolCallStatus.ERROR
                     error = _error_text(result)
-                returned = result
+                else:
+                    status = ToolCallStatus.OK
                 return result
             # Only reached when `scope` absorbed its cancellation: this turn was aborted.
             error = "aborted"
             raise TurnAbortedError(self._abort_reason or AbortReason.INTERRUPTED)
         except BaseException as exc:
+            if error is None:
+                status, error = _call_status(exc, scope.cancel_called)
             if scope.cancel_called and isinstance(exc, Exception) and not isinstance(exc, TurnAbortedError):
                 # The abort made the call fail some other way (e.g. its connection was cut).
-                error = "aborted"
                 raise TurnAbortedError(self._abort_reason or AbortReason.INTERRUPTED) from exc
-            if error is None:
-                error = "aborted" if _only_cancellation(exc) else f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._call_scopes.discard(scope)
@@ -322,13 +427,87 @@ class Turn:
                 arguments=dict(arguments) if arguments is not None else None,
                 started_at=started,
                 ended_at=time.time(),
-                ok=ok,
+                ok=status is ToolCallStatus.OK,
                 is_error=is_error,
                 error=error,
+                status=status,
+                call_id=call_id,
+                result=result,
             )
             self._tool_calls.append(record)
             if self.session._recorder is not None:
-                self.session._recorder.tool_call(self, record, returned)
+                self.session._recorder.tool_call(self, record, result)
+            if request is not None and ends:
+                await self._run_tool_end_hooks(ends, request, record)
+
+    async def _run_tool_start_hooks(
+        self, hooks: tuple[object, ...], request: ToolCallRequest
+    ) -> ToolCallRequest:
+        """Run the start hooks in order; return the request as rewritten, or raise
+        `ToolCallDenied`. A hook that fails denies the call (it is never sent unchecked)."""
+        for hook in hooks:
+            try:
+                decision = await hook.on_tool_call_start(self, request)  # type: ignore[attr-defined]
+                if decision is None:
+                    continue
+                if not isinstance(decision, ToolDecision):
+                    raise TypeError(
+                        f"on_tool_call_start returned {type(decision).__name__}, not a ToolDecision or None"
+                    )
+            except Exception as exc:
+                name = _hook_name(hook)
+                logger.warning("on_tool_call_start of %s failed; the call is denied", name, exc_info=exc)
+                self.report_hook_failure(name, "tool_call_start", exc)
+                raise ToolCallDenied(
+                    request.server, request.tool, f"the hook {name} failed ({type(exc).__name__})", hook=name
+                ) from None
+            if decision.action == "deny":
+                assert decision.reason is not None
+                raise ToolCallDenied(request.server, request.tool, decision.reason, hook=_hook_name(hook))
+            changes: dict[str, Any] = {}
+            if decision.arguments is not None:
+                changes["arguments"] = _check_json_object(decision.arguments, "rewritten arguments")
+            if decision.headers is not None:
+                changes["headers"] = decision.headers
+            if decision.meta is not None:
+                changes["meta"] = _check_json_object(decision.meta, "rewritten _meta")
+            request = attrs.evolve(request, **changes)
+        return request
+
+    async def _run_tool_end_hooks(
+        self, hooks: tuple[object, ...], request: ToolCallRequest, record: ToolCallRecord
+    ) -> None:
+        """Run every end hook in reverse order, each shielded and bounded; failures are
+        reported in the turn's outcome and never stop the others."""
+        bound = self.session.end_hook_timeout
+        for hook in hooks:
+            try:
+                with anyio.CancelScope(shield=True) as guard:
+                    guard.deadline = anyio.current_time() + bound
+                    await hook.on_tool_call_end(self, request, record)  # type: ignore[attr-defined]
+                if guard.cancelled_caught:
+                    raise TimeoutError(f"on_tool_call_end took longer than {bound:g} s")
+            except Exception as exc:
+                logger.warning("on_tool_call_end of %s failed", _hook_name(hook), exc_info=exc)
+                self.report_hook_failure(_hook_name(hook), "tool_call_end", exc)
+
+    def report_hook_failure(self, hook: str, phase: HookPhase, error: BaseException) -> None:
+        """Record a hook's failure that did not stop the turn; it is listed in the turn's
+        ``outcome.hook_errors``. (`CodexHooks` reports its failed commands here.)"""
+        self._hook_failures.append(HookFailure(hook, phase, error))
+
+    def add_context(self, text: str) -> None:
+        """Add text the model sees before its next step (the agent loop reads it with
+        `drain_context`); hooks use it for the context they add."""
+        if not isinstance(text, str):
+            raise TypeError("add_context() takes a string")
+        if text:
+            self._context.append(text)
+
+    def drain_context(self) -> list[str]:
+        """Take the context added since the last call (oldest first)."""
+        taken, self._context = self._context, []
+        return taken
 
     async def read_resource(
         self,
@@ -587,6 +766,7 @@ class Session:
         self.abort_grace = float(abort_grace)
         self.turn_timeout = _check_timeout(turn_timeout, "turn_timeout")
         self._hooks: list[object] = []
+        self._tool_hooks: tuple[tuple[object, ...], tuple[object, ...]] = ((), ())
         for hook in hooks:
             self.add_hook(hook)
         self._clients: dict[str, McpClient] = {}
@@ -612,10 +792,33 @@ class Session:
     # -- configuration -------------------------------------------------------------
 
     def add_hook(self, hook: object) -> None:
-        """Register a `TurnHook` (an object with ``on_turn_start`` and/or ``on_turn_end``)."""
-        if not (hasattr(hook, "on_turn_start") or hasattr(hook, "on_turn_end")):
-            raise TypeError(f"{hook!r} is not a turn hook: it has neither on_turn_start nor on_turn_end")
+        """Register a `TurnHook`: an object with any of ``on_turn_start``,
+        ``on_turn_end``, ``on_tool_call_start``, ``on_tool_call_end``, ``on_user_prompt``,
+        ``on_stop``, ``on_session_start``, ``on_session_end``."""
+        if not any(hasattr(hook, name) for name in _HOOK_METHODS):
+            raise TypeError(f"{hook!r} is not a turn hook: it has none of {', '.join(_HOOK_METHODS)}")
         self._hooks.append(hook)
+        # Looked up once here rather than at every tool call (the hot path).
+        self._tool_hooks = (
+            tuple(h for h in self._hooks if hasattr(h, "on_tool_call_start")),
+            tuple(h for h in reversed(self._hooks) if hasattr(h, "on_tool_call_end")),
+        )
+
+    def on_tool_call_start(self, fn: ToolStartFn) -> ToolStartFn:
+        """Decorator: run ``async def fn(turn, call) -> ToolDecision | None`` before every
+        tool call of every turn."""
+        if not callable(fn):
+            raise TypeError("on_tool_call_start takes an async function fn(turn, call)")
+        self.add_hook(_ToolStartFunction(fn))
+        return fn
+
+    def on_tool_call_end(self, fn: ToolEndFn) -> ToolEndFn:
+        """Decorator: run ``async def fn(turn, call, record)`` after every tool call whose
+        start hooks ran (ok, error, denied, cancelled, timed out, unavailable)."""
+        if not callable(fn):
+            raise TypeError("on_tool_call_end takes an async function fn(turn, call, record)")
+        self.add_hook(_ToolEndFunction(fn))
+        return fn
 
     def on_turn_start(self, fn: StartFn) -> StartFn:
         """Decorator: run ``async def fn(turn)`` at every turn start."""
@@ -1060,6 +1263,7 @@ class Session:
             state = TurnState.FAILED
         else:
             state = TurnState.COMPLETED
+        failures.extend(turn._hook_failures)
         turn._transition(state)
         turn.ended_at = time.time()
         if turn._watchdog is not None:
