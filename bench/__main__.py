@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "cli": ".cli",
     "client": ".client",
     "gateway": ".gateway",
+    "hooks": ".hooks",
     "store": ".store",
     "isolation": ".isolation",
     "stdio_close": ".stdio_close",

@@ -344,6 +344,20 @@ def project_hooks(
     return found
 
 
+def hooks_for_config(
+    path: str | os.PathLike[str], *, cwd: str | os.PathLike[str] | None = None, trusted: bool = False
+) -> list[CommandHook]:
+    """The hooks that go with a configuration file: the ``hooks.json`` beside it, its own
+    ``[hooks]`` (a ``config.toml``), then the project folder's (only when ``trusted``)."""
+    where = Path(os.fspath(path)).resolve()
+    found = [] if where.suffix.lower() == ".json" else hooks_from_toml(where)
+    beside = where.parent / "hooks.json"
+    if beside.is_file() and beside != where:
+        found = hooks_from_json(beside) + found
+    found += project_hooks(cwd, trusted=trusted, skip=[where.parent])
+    return found
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve()

@@ -107,7 +107,6 @@ class ToolDecision:
     @classmethod
     def update(
         cls,
-        *,
         arguments: Mapping[str, Any] | None = None,
         headers: HeadersInput | None = None,
         meta: Mapping[str, Any] | None = None,

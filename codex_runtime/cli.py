@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--show-headers", action="store_true", help="print the headers and _meta that left the client"
     )
+    _add_trust_hooks(call)
     call.add_argument("--json", action="store_true", help="print machine-readable JSON")
     _add_verbose(call)
 
@@ -200,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--timeout", type=float, default=120.0, metavar="SECONDS", help="per model call")
     run.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    _add_trust_hooks(run)
     _add_verbose(run)
     _cli_resources.add_commands(sub, _EPILOG)
     _add_login_parsers(sub)
@@ -224,6 +226,32 @@ async def _logout(args: argparse.Namespace, out: TextIO) -> int:
     from ._login import logout
 
     return await logout(args, out)
+
+
+def _add_trust_hooks(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trust-hooks",
+        action="store_true",
+        help="also run the hooks of the project folder ./.codex (the config file's own hooks always run)",
+    )
+
+
+def _load_hooks(path: str, trust: bool) -> list[Any]:
+    """The Codex command hooks of a configuration, as one `CodexHooks` (none without hooks);
+    hook configuration warnings become one line each on stderr."""
+    import warnings
+
+    from ._codex_hooks import CodexHooks, HookConfigWarning, hooks_for_config
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", HookConfigWarning)
+        found = hooks_for_config(path, trusted=trust)
+    for warning in caught:
+        if issubclass(warning.category, HookConfigWarning):
+            sys.stderr.write(f"codex-runtime: warning: {warning.message}\n")
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return [CodexHooks(found)] if found else []
 
 
 def _add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -613,6 +641,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
         path = _config_path(args)
         assert path is not None
         servers = _load_servers(path, unresolved)
+        codex_hooks = _load_hooks(path, args.trust_hooks)
     except (_UsageError, ConfigError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
     if args.timeout is not None and not args.timeout > 0:
@@ -637,7 +666,7 @@ async def _call(args: argparse.Namespace, out: TextIO) -> int:
     try:
         async with (
             McpClient(config, on_request=capture, on_stdio_send=capture.stdio) as client,
-            Session(clients=[client], hooks=[TurnHeaders()]) as session,
+            Session(clients=[client], hooks=[TurnHeaders(), *codex_hooks]) as session,
             anyio.create_task_group() as tg,
         ):
             handles: list[TurnHandle] = []
@@ -747,6 +776,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         unresolved: dict[str, Any] = {}
         path = _config_path(args, optional=True)
         servers = _load_servers(path, unresolved) if path else []
+        codex_hooks = _load_hooks(path, args.trust_hooks) if path else []
         model = OpenAIChatModel(
             args.base_url,
             args.model,
@@ -778,7 +808,7 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     if any(error.required for error in unresolved.values()):
         return _fail(out, args.json, EXIT_FAILED, "a required server failed to start")
     interrupted: list[bool] = []
-    session = Session(servers, hooks=[TurnHeaders()], store=store, session_id=args.session)
+    session = Session(servers, hooks=[TurnHeaders(), *codex_hooks], store=store, session_id=args.session)
     if store is not None and not args.json:
         sys.stderr.write(f"codex-runtime: session {session.session_id}\n")
     try:
@@ -823,6 +853,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         "failed_servers": {name: str(error) for name, error in failed.items()},
         **({"session_id": session.session_id} if store is not None else {}),
     }
+    if result.blocked is not None:
+        return _fail(out, args.json, EXIT_FAILED, f"a hook blocked the prompt: {result.blocked}", **payload)
     if result.aborted:
         code = EXIT_INTERRUPTED if interrupted or _reason(result.outcome) == "interrupted" else EXIT_FAILED
         if args.json:

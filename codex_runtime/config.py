@@ -29,12 +29,11 @@ import os
 import tomllib
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, Final, Literal
 
 import attrs
 
-from ._codex_hooks import CodexHooks, hooks_from_json, hooks_from_toml, project_hooks
+from ._codex_hooks import CodexHooks, hooks_for_config
 from ._server_config import ConfigError, ServerConfig
 from .auth import OAuth, default_token_store
 from .headers import Headers, InvalidHeaderError, is_protected
@@ -248,12 +247,7 @@ def load_codex_config(
         ConfigError: The file, a server entry or a hook entry is invalid.
     """
     servers = load_config(path, environ=environ, unresolved=unresolved)
-    where = Path(os.fspath(path)).resolve()
-    found = [] if where.suffix.lower() == ".json" else hooks_from_toml(where)
-    beside = where.parent / "hooks.json"
-    if beside.is_file() and beside != where:
-        found = hooks_from_json(beside) + found
-    found += project_hooks(cwd, trusted=trust_project_hooks, skip=[where.parent])
+    found = hooks_for_config(path, cwd=cwd, trusted=trust_project_hooks)
     return CodexConfig(servers=servers, hooks=CodexHooks(found, cwd=cwd), model=None)
 
 

@@ -444,7 +444,8 @@ class Turn:
         self, hooks: tuple[object, ...], request: ToolCallRequest
     ) -> ToolCallRequest:
         """Run the start hooks in order; return the request as rewritten, or raise
-        `ToolCallDenied`. A hook that fails denies the call (it is never sent unchecked)."""
+        `ToolCallDenied`. A hook that fails (or returns an invalid rewrite) denies the call:
+        it is never sent unchecked."""
         for hook in hooks:
             try:
                 decision = await hook.on_tool_call_start(self, request)  # type: ignore[attr-defined]
@@ -454,6 +455,16 @@ class Turn:
                     raise TypeError(
                         f"on_tool_call_start returned {type(decision).__name__}, not a ToolDecision or None"
                     )
+                if decision.action == "update":
+                    changes: dict[str, Any] = {}
+                    if decision.arguments is not None:
+                        changes["arguments"] = _check_json_object(decision.arguments, "rewritten arguments")
+                    if decision.headers is not None:
+                        changes["headers"] = decision.headers
+                    if decision.meta is not None:
+                        changes["meta"] = _check_json_object(decision.meta, "rewritten _meta")
+                    request = attrs.evolve(request, **changes)
+                    continue
             except Exception as exc:
                 name = _hook_name(hook)
                 logger.warning("on_tool_call_start of %s failed; the call is denied", name, exc_info=exc)
@@ -461,17 +472,8 @@ class Turn:
                 raise ToolCallDenied(
                     request.server, request.tool, f"the hook {name} failed ({type(exc).__name__})", hook=name
                 ) from None
-            if decision.action == "deny":
-                assert decision.reason is not None
-                raise ToolCallDenied(request.server, request.tool, decision.reason, hook=_hook_name(hook))
-            changes: dict[str, Any] = {}
-            if decision.arguments is not None:
-                changes["arguments"] = _check_json_object(decision.arguments, "rewritten arguments")
-            if decision.headers is not None:
-                changes["headers"] = decision.headers
-            if decision.meta is not None:
-                changes["meta"] = _check_json_object(decision.meta, "rewritten _meta")
-            request = attrs.evolve(request, **changes)
+            assert decision.reason is not None
+            raise ToolCallDenied(request.server, request.tool, decision.reason, hook=_hook_name(hook))
         return request
 
     async def _run_tool_end_hooks(
@@ -482,8 +484,7 @@ class Turn:
         bound = self.session.end_hook_timeout
         for hook in hooks:
             try:
-                with anyio.CancelScope(shield=True) as guard:
-                    guard.deadline = anyio.current_time() + bound
+                with anyio.CancelScope(shield=True, deadline=anyio.current_time() + bound) as guard:
                     await hook.on_tool_call_end(self, request, record)  # type: ignore[attr-defined]
                 if guard.cancelled_caught:
                     raise TimeoutError(f"on_tool_call_end took longer than {bound:g} s")

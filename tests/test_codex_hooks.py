@@ -280,3 +280,42 @@ async def test_default_shell_is_codex_s(monkeypatch: pytest.MonkeyPatch, tmp_pat
             decision = await hooks.on_stop(turn, "text")
     assert decision is not None and decision.reason == "again"
     assert os.environ.get("SHELL") is None
+
+
+async def test_a_failed_turn_still_ends_and_post_tool_use_sees_a_cancelled_call(
+    server: RecordingServer, tmp_path: Path
+) -> None:
+    log_post = script(tmp_path, "log-post.sh", 'printf "%s\\n" "$input" >> post.jsonl\n')
+    log_stop = script(tmp_path, "log-stop.sh", 'printf "%s\\n" "$input" >> stop.jsonl\n')
+    path = hooks_file(tmp_path, {"PostToolUse": [(None, log_post, None)], "Stop": [(None, log_stop, None)]})
+    hooks = CodexHooks.from_file(path, cwd=tmp_path, shell=SHELL)
+    ended: list[TurnState] = []
+    key = f"k-{os.getpid()}-{id(tmp_path)}"
+
+    def broken_model(request: ModelRequest) -> ModelResponse:
+        raise RuntimeError("provider down")
+
+    async with Session([ServerConfig(name="rec", url=server.url)], hooks=[hooks]) as session:
+
+        @session.on_turn_end
+        async def record(turn: Any, outcome: Any) -> None:
+            ended.append(outcome.state)
+
+        loop = AgentLoop(
+            session, ScriptedModel([ToolCall(name="rec__echo", arguments={"text": "a"}), broken_model])
+        )
+        with pytest.raises(Exception, match="provider down"):
+            await loop.run_turn("first")
+        # A second turn, interrupted while its tool call runs.
+        model = ScriptedModel([ToolCall(name="rec__block", arguments={"key": key})])
+        loop = AgentLoop(session, model)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(loop.run_turn, "second")
+            await server.wait_for_calls("block", 1)
+            loop.interrupt()
+    assert ended == [TurnState.FAILED, TurnState.ABORTED]  # on_turn_end ran on both ends
+    assert not (tmp_path / "stop.jsonl").exists()  # no final answer: Stop never ran (as in Codex)
+    post = lines(tmp_path / "post.jsonl")
+    assert [p["tool_name"] for p in post] == ["mcp__rec__echo", "mcp__rec__block"]
+    cancelled = post[1]["tool_response"]
+    assert (cancelled["isError"], cancelled["status"], cancelled["error"]) == (True, "cancelled", "aborted")

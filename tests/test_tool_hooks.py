@@ -118,6 +118,13 @@ async def test_a_rewrite_is_checked_like_any_call(server: RecordingServer) -> No
             await turn.call_tool("rec", "echo", {"text": "x"})
     (sent,) = server.requests("tools/call")
     assert "x-codex-turn-metadata" not in sent.meta  # reserved keys stay reserved
+    not_json = Seen(lambda call: ToolDecision.update(arguments={"when": object()}))
+    async with Session([ServerConfig(name="rec", url=server.url)], hooks=[not_json]) as session:
+        async with session.turn() as turn:
+            with pytest.raises(ToolCallDenied, match="Seen failed"):
+                await turn.call_tool("rec", "echo", {"text": "y"})
+    assert len(server.requests("tools/call")) == 1  # still only the earlier call
+    assert turn.outcome is not None and turn.outcome.hook_errors[0].phase == "tool_call_start"
     with pytest.raises(ValueError, match="non-empty reason"):
         ToolDecision.deny(" ")
     with pytest.raises(TypeError):
