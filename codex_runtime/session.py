@@ -268,7 +268,10 @@ class Turn:
     """One turn of a `Session`. Created by `Session.turn` / `Session.start_turn`.
 
     ``metadata`` is a dict the body may update while the turn runs: hooks that send it
-    (`TurnHeaders`) read it when each request is sent.
+    (`TurnHeaders`) read it when each request is sent. ``forwarded_headers`` holds the
+    valid incoming headers; an invalid one is left out of it rather than refusing the turn,
+    and only a forwarding policy that forwards it (`ForwardHeaders`, the provider's
+    `HeaderPolicy`) refuses it.
     """
 
     def __init__(
@@ -1071,7 +1074,8 @@ class Session:
         the block runs: its error is raised. ``metadata`` is a
         mapping with string keys (and JSON values, for hooks that send it) that the body
         may update; ``forwarded_headers`` are the
-        incoming request's headers (`Headers`, a mapping, or (name, value) pairs);
+        incoming request's headers (`Headers`, a mapping, or (name, value) pairs; only
+        those a forwarding policy forwards can refuse the turn);
         ``timeout`` (default: the session's ``turn_timeout``) aborts the turn with reason
         ``timeout``.
         """
