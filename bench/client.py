@@ -1,10 +1,17 @@
 """`McpClient` against the bare mcp SDK client, side by side on one recording server.
 
-(a) Sequential ``tools/call`` latency: the bare SDK ``Client.call_tool`` against
-``McpClient.call_tool`` carrying 3 turn headers (one a callable), 2 call headers and
-trace context. Both run under the same OpenTelemetry SDK tracer provider (spans are
-created and exported to a discarding exporter), so trace costs are on both sides.
-The two sides alternate in rounds, so drift of the machine hits both alike.
+(a) Client CPU per sequential ``tools/call`` (``time.process_time`` of this process; the
+server runs in its own process, so its CPU is not counted), as a ratio against the bare
+SDK ``Client.call_tool`` measured in the same interleaved rounds, for:
+
+- ``McpClient.call_tool`` (no extra headers);
+- ``turn.call_tool`` inside a running turn of a `Session` with `TurnHeaders` and
+  `TraceTurns` on an Apps server (turn headers, with the turn metadata, on every call);
+- ``McpClient.call_tool`` carrying 3 turn headers (one a callable) and 2 call headers.
+
+By default it runs twice, in two child processes: without the OpenTelemetry SDK (only
+the API: spans are no-ops) and with it (an SDK tracer provider exporting nowhere, for
+every side alike). The sides alternate in rounds, so drift of the machine hits all alike.
 
 (b) Concurrency: N concurrent ``sleep(d)`` calls on one client; wall time divided by d
 (1.0 would be perfect overlap; a serializing client would give N).
@@ -17,10 +24,11 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -32,12 +40,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
+from codex_runtime import Session, TraceTurns, Turn, TurnHeaders
 from codex_runtime.client import McpClient, ServerConfig, bind_turn
 from codex_runtime.testing import RecordingServer
 
 DESCRIPTION = "McpClient.call_tool vs the bare SDK: sequential overhead ratio, concurrent calls"
 
-LATENCY_GOAL = 1.05
+CLIENT_GOAL = 1.03
+TURN_GOAL = 1.05
 CONCURRENCY_GOAL = 1.5
 
 
@@ -89,13 +99,25 @@ def _server_cpu(server: Any) -> float | None:
 class _Side:
     """Samples of one side: per-call latency, and CPU of this process and of the server."""
 
-    def __init__(self, call: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        call: Callable[[], Awaitable[Any]],
+        around: Callable[[], AbstractAsyncContextManager[None]] | None = None,
+    ) -> None:
         self.call = call
+        self.around = around
         self.latencies: list[float] = []
         self.client_cpu = 0.0
         self.server_cpu: float | None = 0.0
 
     async def run(self, count: int, server: Any, *, record: bool = True) -> None:
+        if self.around is None:
+            await self._run(count, server, record)
+        else:
+            async with self.around():  # e.g. a turn; its start and end are not counted
+                await self._run(count, server, record)
+
+    async def _run(self, count: int, server: Any, record: bool) -> None:
         cpu, server_cpu = time.process_time(), _server_cpu(server)
         latencies = []
         for _ in range(count):
@@ -133,15 +155,23 @@ def _us(seconds: float) -> str:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    tracer = trace.get_tracer("bench")
     metadata = {"model": "gpt-bench", "reasoning_effort": "low"}
     per_round = max(1, args.calls // args.rounds)
     no_sleep = {"seconds": 0}
 
     async with _server(args.server) as server:
         config = ServerConfig(name="bench", url=server.url, protocol=args.protocol, tool_timeout=120.0)
-        async with _bare_client(server.url, args.protocol) as bare, McpClient(config) as client:
-            client.set_turn_headers(
+        apps = ServerConfig(
+            name="apps", url=server.url, protocol=args.protocol, tool_timeout=120.0, apps=True
+        )
+        async with (
+            _bare_client(server.url, args.protocol) as bare,
+            McpClient(config) as client,
+            McpClient(config) as layered,
+            McpClient(apps) as apps_client,
+            Session(clients=[apps_client], hooks=[TurnHeaders(), TraceTurns()]) as session,
+        ):
+            layered.set_turn_headers(
                 "bench-turn",
                 {
                     "session_id": "bench-session",
@@ -150,21 +180,46 @@ async def _run(args: argparse.Namespace) -> int:
                 },
             )
             call_headers = {"x-tenant": "tenant-1", "x-request-id": "req-1"}
+            turn_holder: list[Turn] = []
 
             async def bare_call() -> None:
                 await bare.call_tool("sleep", no_sleep)
 
-            async def runtime_call() -> None:
-                await client.call_tool("sleep", no_sleep, headers=call_headers)
+            async def client_call() -> None:
+                await client.call_tool("sleep", no_sleep)
 
-            sides = {"bare": _Side(bare_call), "runtime": _Side(runtime_call)}
-            with bind_turn("bench-turn"), tracer.start_as_current_span("bench"):
-                for side in sides.values():  # warm up connections and code paths
-                    await side.run(args.warmup, server, record=False)
-                for index in range(args.rounds):
-                    order = ("bare", "runtime") if index % 2 == 0 else ("runtime", "bare")
-                    for name in order:
-                        await sides[name].run(per_round, server)
+            async def turn_call() -> None:
+                await turn_holder[0].call_tool("apps", "sleep", no_sleep)
+
+            async def layered_call() -> None:
+                with bind_turn("bench-turn"):
+                    await layered.call_tool("sleep", no_sleep, headers=call_headers)
+
+            @asynccontextmanager
+            async def in_turn() -> AsyncIterator[None]:
+                async with session.turn(metadata=dict(metadata)) as turn:
+                    turn_holder[:] = [turn]
+                    yield
+
+            sides = {
+                "bare": _Side(bare_call),
+                "client": _Side(client_call),
+                "turn": _Side(turn_call, around=in_turn),
+                "layered": _Side(layered_call),
+            }
+            for side in sides.values():  # warm up connections and code paths
+                await side.run(args.warmup, server, record=False)
+            names = list(sides)
+            for index in range(args.rounds):
+                for name in names[index % len(names) :] + names[: index % len(names)]:
+                    await sides[name].run(per_round, server)
+            # Sanity: the turn's calls carried the turn headers; the plain client's did not.
+            server.clear()
+            await sides["turn"].run(1, server, record=False)
+            await sides["client"].run(1, server, record=False)
+            turn_record, plain_record = server.requests("tools/call")
+            assert (turn_record.header("x-codex-turn-metadata") or "").startswith('{"session_id"')
+            assert plain_record.header("x-codex-turn-metadata") is None
 
             async def sleep_bare() -> None:
                 await bare.call_tool("sleep", {"seconds": args.sleep})
@@ -173,32 +228,41 @@ async def _run(args: argparse.Namespace) -> int:
                 await client.call_tool("sleep", {"seconds": args.sleep})
 
             walls: dict[str, list[float]] = {"bare": [], "runtime": []}
-            with tracer.start_as_current_span("bench-concurrency"):
-                for _ in range(args.repeat):
-                    walls["bare"].append(await _concurrent_wall(sleep_bare, args.concurrency))
-                    walls["runtime"].append(await _concurrent_wall(sleep_runtime, args.concurrency))
+            for _ in range(args.repeat):
+                walls["bare"].append(await _concurrent_wall(sleep_bare, args.concurrency))
+                walls["runtime"].append(await _concurrent_wall(sleep_runtime, args.concurrency))
 
-    bare, runtime = sides["bare"], sides["runtime"]
-    bare_median = statistics.median(bare.latencies)
-    runtime_median = statistics.median(runtime.latencies)
-    ratio = runtime_median / bare_median
+    otel = "on (SDK tracer provider, exporting nowhere)" if args.otel == "on" else "off (API only)"
     print(
         f"bench client: python {platform.python_version()}, {os.cpu_count()} CPUs, backend {args.backend}, "
-        f"protocol {args.protocol}, server {args.server}"
+        f"protocol {args.protocol}, server {args.server}, OpenTelemetry SDK {otel}"
     )
-    print(
-        f"(a) sequential tools/call, {len(bare.latencies)} calls per side in {args.rounds} alternating rounds"
-    )
-    print(f"    bare SDK Client.call_tool: median {_us(bare_median)} per call; {bare.cpu_line()}")
-    print(
-        f"    McpClient.call_tool (3 turn + 2 call headers, trace): median {_us(runtime_median)} per call; "
-        f"{runtime.cpu_line()}"
-    )
-    verdict = "ok" if ratio <= LATENCY_GOAL else "ABOVE GOAL"
-    print(
-        f"    ratio {ratio:.3f} (goal <= {LATENCY_GOAL}: {verdict}); "
-        f"difference {_us(runtime_median - bare_median)} per call"
-    )
+    bare_side = sides["bare"]
+    calls = len(bare_side.latencies)
+    print(f"(a) sequential tools/call, {calls} calls per side in {args.rounds} interleaved rounds")
+    labels = {
+        "bare": "bare SDK Client.call_tool",
+        "client": "McpClient.call_tool",
+        "turn": "turn.call_tool, TurnHeaders + TraceTurns",
+        "layered": "McpClient, 3 turn + 2 call headers",
+    }
+    goals = {"client": CLIENT_GOAL, "turn": TURN_GOAL}
+    bare_cpu = bare_side.client_cpu / calls
+    for name, side in sides.items():
+        cpu = side.client_cpu / len(side.latencies)
+        line = (
+            f"    {labels[name]:<42} CPU {_us(cpu):>8} per call, median latency "
+            f"{_us(statistics.median(side.latencies)):>8}"
+        )
+        if name != "bare":
+            ratio = cpu / bare_cpu
+            line += f"   CPU ratio {ratio:.3f} ({_us(cpu - bare_cpu)})"
+            goal = goals.get(name)
+            if goal is not None:
+                line += f" goal <= {goal}: {'ok' if ratio <= goal else 'ABOVE GOAL'}"
+        print(line)
+    if bare_side.server_cpu is not None:
+        print(f"    (server CPU per call, bare side: {_us(bare_side.server_cpu / calls)}; not counted above)")
     print(
         f"(b) {args.concurrency} concurrent sleep({args.sleep:g}) calls on one client, "
         f"median of {args.repeat}"
@@ -206,11 +270,6 @@ async def _run(args: argparse.Namespace) -> int:
     for name, label in (("bare", "bare SDK Client"), ("runtime", "McpClient")):
         wall = statistics.median(walls[name])
         print(f"    {label}: wall {wall:.3f} s = {wall / args.sleep:.2f} x sleep")
-    client_floor = args.concurrency * bare.client_cpu / len(bare.latencies)
-    floor = f"    CPU needed for {args.concurrency} calls: this process ~{client_floor:.3f} s (bare SDK)"
-    if bare.server_cpu is not None:
-        floor += f", the server ~{args.concurrency * bare.server_cpu / len(bare.latencies):.3f} s"
-    print(floor + f" (the sleep is {args.sleep:g} s: 1.0 x needs both well below it)")
     concurrency_ratio = statistics.median(walls["runtime"]) / args.sleep
     verdict = "ok" if concurrency_ratio <= CONCURRENCY_GOAL else "ABOVE GOAL"
     print(f"    McpClient wall / sleep {concurrency_ratio:.2f} (goal <= {CONCURRENCY_GOAL}: {verdict})")
@@ -220,7 +279,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench client", description=DESCRIPTION)
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls per side (default 2000)")
-    parser.add_argument("--rounds", type=int, default=20, help="alternating rounds (default 20)")
+    parser.add_argument("--rounds", type=int, default=20, help="interleaved rounds (default 20)")
     parser.add_argument("--warmup", type=int, default=50, help="unmeasured calls per side first (default 50)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent calls in (b) (default 64)")
     parser.add_argument(
@@ -230,14 +289,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--protocol", choices=("auto", "legacy"), default="auto")
     parser.add_argument("--backend", choices=("asyncio", "trio"), default="asyncio")
     parser.add_argument(
+        "--otel",
+        choices=("both", "on", "off"),
+        default="both",
+        help="with the OpenTelemetry SDK, without it, or both in turn (default; two child processes)",
+    )
+    parser.add_argument(
         "--server",
         choices=("subprocess", "thread"),
         default="subprocess",
         help="where the recording server runs (default: its own process, off this one's CPU)",
     )
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(raw)
     if args.calls < 1 or args.rounds < 1 or args.concurrency < 1 or args.sleep <= 0 or args.repeat < 1:
         parser.error("counts must be positive")
-    _install_tracer_provider()
+    if args.otel == "both":
+        # A process has one tracer provider for good: one child process per mode.
+        rest = [a for i, a in enumerate(raw) if not a.startswith("--otel") and raw[i - 1 : i] != ["--otel"]]
+        code = 0
+        for mode in ("off", "on"):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench", "client", *rest, "--otel", mode], check=False
+            )
+            code = code or done.returncode
+        return code
+    if args.otel == "on":
+        _install_tracer_provider()
     result: int = anyio.run(partial(_run, args), backend=args.backend)
     return result

@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextvars
 import functools
 from collections.abc import Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import INVALID_SPAN, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ._version import __version__
@@ -150,8 +150,26 @@ def _span_attributes(server: str, tool: str, transport: str, url: str | None) ->
     return MappingProxyType(attributes)
 
 
-@contextmanager
-def tool_call_span(server: str, tool: str, *, transport: str, url: str | None) -> Iterator[Span]:
+def active_tracer() -> trace.Tracer | None:
+    """The package's tracer, or None while no tracer provider can record (only the API).
+
+    Without an SDK every span would be a no-op; skipping it saves its cost and changes
+    nothing that leaves the process (a no-op span carries its parent's context).
+    """
+    proxy = tracer()
+    # A proxy tracer resolves to the real one once a provider is installed (its private
+    # ``_tracer``; without that attribute, spans are simply always made).
+    real = getattr(proxy, "_tracer", proxy)
+    return None if isinstance(real, trace.NoOpTracer) else real
+
+
+#: What `tool_call_span` gives while nothing records: no span object at all.
+_NO_SPAN: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
+
+
+def tool_call_span(
+    server: str, tool: str, *, transport: str, url: str | None
+) -> AbstractContextManager[Span]:
     """An INTERNAL span ``execute_tool {tool}`` around one tool call, current while it runs.
 
     Name, kind and attributes follow the OpenTelemetry GenAI conventions for a tool
@@ -163,12 +181,23 @@ def tool_call_span(server: str, tool: str, *, transport: str, url: str | None) -
     ``error.type`` — the JSON-RPC error code, or ``tool_error`` via `record_tool_result` —
     with status ``ERROR``), plus this package's ``mcp.server.name``, ``tool.name`` and
     ``mcp.transport``. The SDK's own CLIENT span ``MCP send tools/call {tool}`` is its child.
+    Without a recording tracer provider it is a shared no-op (`INVALID_SPAN`).
     """
+    active = active_tracer()
+    if active is None:
+        return _NO_SPAN
+    return _tool_call_span(active, server, tool, transport, url)
+
+
+@contextmanager
+def _tool_call_span(
+    active: trace.Tracer, server: str, tool: str, transport: str, url: str | None
+) -> Iterator[Span]:
     attributes = _span_attributes(server, tool, transport, url)
     call_id = _TOOL_CALL_ID.get()
     if call_id is not None:
         attributes = {**attributes, "gen_ai.tool.call.id": call_id}
-    with tracer().start_as_current_span(
+    with active.start_as_current_span(
         tool_span_name(tool),
         kind=SpanKind.INTERNAL,
         attributes=attributes,
@@ -210,6 +239,6 @@ def record_tool_result(span: Span, result: Any) -> None:
     The MCP conventions set ``error.type`` to ``tool_error`` (and status ``ERROR``) when
     the call succeeds at the protocol level but the tool failed.
     """
-    if getattr(result, "is_error", False) is True:
+    if getattr(result, "is_error", False) is True and span.is_recording():
         span.set_attribute("error.type", "tool_error")
         span.set_status(Status(StatusCode.ERROR))

@@ -406,15 +406,26 @@ class _TurnEntry:
     fixed: Headers = attrs.field(factory=Headers)
     lazy: tuple[tuple[str, Callable[[], str]], ...] = ()
 
+    # The last values of the callables (compared by identity) and the headers they made:
+    # a callable that returns the very same string again is not validated again.
+    last: tuple[tuple[str, ...], Headers] | None = None
+
     def set_headers(self, headers: dict[str, HeaderValue], fixed: Headers) -> None:
         self.headers = headers
         self.fixed = fixed
         self.lazy = tuple((n, v) for n, v in headers.items() if callable(v))
+        self.last = None
 
     def resolve_headers(self) -> Headers | None:
         if not self.lazy:
             return self.fixed or None
-        return self.fixed | {name: value() for name, value in self.lazy}
+        values = tuple([value() for _, value in self.lazy])
+        last = self.last
+        if last is not None and all(a is b for a, b in zip(values, last[0], strict=True)):
+            return last[1]
+        resolved = self.fixed | {name: value for (name, _), value in zip(self.lazy, values, strict=True)}
+        self.last = (values, resolved)
+        return resolved
 
 
 @attrs.frozen
@@ -921,14 +932,17 @@ class McpClient(ServerFeatures):
             conn = await self._check_listed(conn, name)
             record_connection(span, *conn.trace_facts())
             try:
-                with anyio.fail_after(timeout):
+                # A bare cancel scope with a deadline (what `fail_after` wraps, without its
+                # generator layer): when it absorbed its own deadline, the call timed out.
+                with anyio.CancelScope(deadline=anyio.current_time() + timeout):
                     result = await self._send_call(conn, plan, name, args, request_meta, scope, progress)
-                record_tool_result(span, result)
-                return result
+                    record_tool_result(span, result)
+                    return result
             except TimeoutError:
-                raise ToolTimeoutError(
-                    self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
-                ) from None
+                pass
+            raise ToolTimeoutError(
+                self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
+            ) from None
 
     async def _send_call(
         self,

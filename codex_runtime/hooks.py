@@ -8,6 +8,7 @@ entry travels only on requests sent from tasks bound to its turn.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -95,9 +96,44 @@ def turn_metadata(turn: Turn) -> dict[str, Any]:
     return out
 
 
+def _same_json(a: Any, b: Any) -> bool:
+    """Whether ``a`` and ``b`` encode to the same JSON (``1``, ``1.0`` and ``True`` differ)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is dict:
+        return list(a) == list(b) and all(_same_json(v, b[k]) for k, v in a.items())
+    if type(a) is list or type(a) is tuple:
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+class _HeaderJson:
+    """The ``x-codex-turn-metadata`` value of a turn, rebuilt only when its metadata changed.
+
+    Compact, ASCII-escaped JSON: any metadata stays a valid header value. Each request
+    compares ``turn.metadata`` with a copy of what the current text was built from (much
+    cheaper than validating and encoding it again) and returns the same string object
+    while nothing changed, so the client does not validate it again either.
+    """
+
+    __slots__ = ("_seen", "_text", "_turn")
+
+    def __init__(self, turn: Turn) -> None:
+        self._turn = turn
+        self._seen: dict[str, Any] | None = None
+        self._text = ""
+
+    def __call__(self) -> str:
+        metadata = self._turn.metadata
+        if self._seen is None or not _same_json(metadata, self._seen):
+            text = json.dumps(turn_metadata(self._turn), separators=(",", ":"), ensure_ascii=True)
+            self._seen = copy.deepcopy(metadata)
+            self._text = text
+        return self._text
+
+
 def _header_json(turn: Turn) -> Callable[[], str]:
-    # Compact, ASCII-escaped JSON: any metadata stays a valid header value.
-    return lambda: json.dumps(turn_metadata(turn), separators=(",", ":"), ensure_ascii=True)
+    return _HeaderJson(turn)
 
 
 class TurnHeaders:
