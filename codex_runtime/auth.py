@@ -249,7 +249,8 @@ class OAuth:
             example `print_url`). ``None``: never start a browser flow; a server that needs a
             new grant fails with `AuthorizationError`.
         callback_port: The port of the loopback redirect listener (0: the port of the stored
-            registration, else any free one).
+            registration, else any free one). A pre-registered client needs the port of
+            its registered redirect URI (``http://127.0.0.1:PORT/callback``).
         callback_path: The path of the redirect URI.
         callback_timeout: Seconds to wait for the browser to come back.
     """
@@ -453,14 +454,16 @@ class _LoopbackCallback:
         async with multi:
             # 127.0.0.1 is one address: one listener.
             (listener,) = cast("list[anyio.abc.SocketListener]", multi.listeners)
-            with anyio.fail_after(self._spec.callback_timeout):
+            with anyio.move_on_after(self._spec.callback_timeout) as waited:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(_call, authorize, authorization_url)
                     self._result = await self._accept(listener, state)
+        if waited.cancelled_caught:
+            raise AuthorizationRequired(
+                f"the browser did not come back within {self._spec.callback_timeout:g} s"
+            )
 
-    async def _accept(
-        self, listener: anyio.abc.SocketListener, state: str | None
-    ) -> AuthorizationCodeResult:
+    async def _accept(self, listener: anyio.abc.SocketListener, state: str | None) -> AuthorizationCodeResult:
         while True:
             stream = await listener.accept()
             async with stream:

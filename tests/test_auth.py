@@ -168,6 +168,21 @@ async def test_server_that_wants_auth_from_a_client_without_any(
     assert "401" in str(caught.value)
 
 
+async def test_browser_that_never_comes_back(oauth_server: OAuthServer, home: Path) -> None:
+    shown: list[str] = []
+
+    async def show(url: str) -> None:
+        shown.append(url)  # the user never opens it
+
+    spec = OAuth(authorize=show, callback_timeout=0.5, store=MemoryTokenStore())
+    cfg = ServerConfig(name="s", url=oauth_server.url, protocol="legacy", auth=spec)
+    with pytest.raises(AuthorizationError, match="did not come back") as caught:
+        async with McpClient(cfg):
+            pass
+    assert caught.value.status == 401 and len(shown) == 1
+    assert oauth_server.auth_requests("/authorize") == []
+
+
 async def test_unreachable_authorization_server_costs_only_the_connect(home: Path) -> None:
     with OAuthServer(authorization_server="http://127.0.0.1:9") as server:
         cfg = ServerConfig(name="s", url=server.url, protocol="legacy", auth=OAuth(authorize=browser))
