@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "isolation": ".isolation",
     "stdio_close": ".stdio_close",
     "turns": ".turns",
+    "app_server": ".app_server",
 }
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._model_providers import ModelProvider, ModelSettings
+    from ._responses import OpenAIResponsesModel
     from .agent import (
         AgentError,
         AgentLoop,
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
         ModelSampling,
         OpenAIChatModel,
         ScriptedModel,
+        TextDelta,
         ToolCall,
         TurnResult,
     )
@@ -113,9 +116,12 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "ModelSampling",
         "OpenAIChatModel",
         "ScriptedModel",
+        "TextDelta",
         "ToolCall",
         "TurnResult",
     ),
+    "_responses": ("OpenAIResponsesModel",),
+    "_model_providers": ("ModelProvider", "ModelSettings"),
     "client": (
         "AuthorizationError",
         "ClientHandlers",
@@ -193,7 +199,20 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 #: Public submodules reachable as attributes (``codex_runtime.tracing``) without an import.
 _SUBMODULES = frozenset(
-    {"agent", "auth", "cli", "client", "config", "headers", "hooks", "session", "store", "testing", "tracing"}
+    {
+        "agent",
+        "app_server",
+        "auth",
+        "cli",
+        "client",
+        "config",
+        "headers",
+        "hooks",
+        "session",
+        "store",
+        "testing",
+        "tracing",
+    }
 )
 
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -225,10 +244,13 @@ __all__ = [
     "McpRequestError",
     "Model",
     "ModelError",
+    "ModelProvider",
     "ModelRequest",
     "ModelResponse",
     "ModelSampling",
+    "ModelSettings",
     "OpenAIChatModel",
+    "OpenAIResponsesModel",
     "PromptDecision",
     "ScriptedModel",
     "ServerConfig",
@@ -243,6 +265,7 @@ __all__ = [
     "SqliteStore",
     "StopDecision",
     "StoreError",
+    "TextDelta",
     "ToolCall",
     "ToolCallDenied",
     "ToolCallError",

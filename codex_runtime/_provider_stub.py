@@ -1,7 +1,9 @@
-"""`ProviderStub`: a stand-in OpenAI-compatible Chat Completions server on loopback.
+"""`ProviderStub`: a stand-in OpenAI-compatible model provider on loopback.
 
-It answers ``POST /v1/chat/completions`` with scripted replies (text, tool calls, HTTP
-errors, malformed bodies) and records every request it receives (method, path, headers,
+It answers ``POST /v1/chat/completions`` (Chat Completions) and ``POST /v1/responses``
+(the Responses API) with scripted replies (text, tool calls, HTTP errors, malformed
+bodies), streamed as server-sent events when the request says ``"stream": true`` and as
+one JSON body otherwise, and records every request it receives (method, path, headers,
 JSON body), so tests and examples can check what a model provider was sent::
 
     async with ProviderStub([
@@ -20,7 +22,10 @@ asyncio loop, so the code under test may run on asyncio or trio (or in another p
 none is left the stub answers HTTP 500 with a message saying so. A reply may also be a
 function of the recorded request (``lambda request: StubReply.text(...)``). A reply made
 with ``hold="key"`` is sent only after `ProviderStub.release` ("key"): a model call in
-flight, without timing. ``GET /v1/models`` lists the stub's model.
+flight, without timing; a streamed reply made with ``stall="key"`` sends its first text
+delta and then waits for ``release("key")`` (a stream in flight). A streamed reply whose
+client went away before its end is counted in `ProviderStub.closed_streams`.
+``GET /v1/models`` lists the stub's model.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -52,6 +58,7 @@ class ProviderRequest(ReceivedHeaders):
     body: Any
     text: str
     time: float
+    query: str = ""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -67,8 +74,25 @@ class ProviderRequest(ReceivedHeaders):
 
     @property
     def tool_names(self) -> list[str]:
-        """The function names of the request's ``tools``."""
-        return [t["function"]["name"] for t in self.tools if isinstance(t, dict) and "function" in t]
+        """The function names of the request's ``tools`` (either API's shape)."""
+        names = []
+        for tool in self.tools:
+            if isinstance(tool, dict) and isinstance(tool.get("function"), dict):
+                names.append(tool["function"]["name"])
+            elif isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                names.append(tool["name"])
+        return names
+
+    @property
+    def input(self) -> list[dict[str, Any]]:
+        """The ``input`` items of a Responses API request (empty otherwise)."""
+        items = self.body.get("input") if isinstance(self.body, dict) else None
+        return list(items) if isinstance(items, list) else []
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the request asked for a streamed answer."""
+        return isinstance(self.body, dict) and self.body.get("stream") is True
 
 
 @attrs.frozen
@@ -83,12 +107,15 @@ class StubReply:
     raw: bytes | None = None
     content_type: str = "application/json"
     hold: str | None = None
+    stall: str | None = None
 
     @classmethod
-    def text(cls, text: str, *, finish_reason: str = "stop", hold: str | None = None) -> StubReply:
-        """An assistant answer without tool calls."""
+    def text(
+        cls, text: str, *, finish_reason: str = "stop", hold: str | None = None, stall: str | None = None
+    ) -> StubReply:
+        """An assistant answer without tool calls (streamed a word at a time)."""
         message = {"role": "assistant", "content": text}
-        return cls(body=_completion(message, finish_reason), hold=hold)
+        return cls(body=_completion(message, finish_reason), hold=hold, stall=stall)
 
     @classmethod
     def tool_calls(
@@ -132,6 +159,66 @@ class StubReply:
         return cls(status=status, raw=data, content_type=content_type, hold=hold)
 
 
+def _pieces(text: str) -> list[str]:
+    return re.findall(r"\s*\S+\s*", text) or [text]
+
+
+def _sse(data: Any, event: str | None = None) -> bytes:
+    head = f"event: {event}\n" if event else ""
+    payload = data if isinstance(data, str) else json.dumps(data)
+    return f"{head}data: {payload}\n\n".encode()
+
+
+def _message_of(body: Any) -> dict[str, Any]:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        message = choices[0].get("message")
+        if isinstance(message, dict):
+            return message
+    return {"role": "assistant", "content": None}
+
+
+def _response_output(message: dict[str, Any], ids: Any) -> list[dict[str, Any]]:
+    """The Responses API output items of a chat-completion message."""
+    output: list[dict[str, Any]] = []
+    if message.get("content"):
+        output.append(
+            {
+                "type": "message",
+                "id": f"msg_stub_{next(ids)}",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": message["content"], "annotations": []}],
+            }
+        )
+    for call in message.get("tool_calls") or ():
+        output.append(
+            {
+                "type": "function_call",
+                "id": f"fc_stub_{next(ids)}",
+                "status": "completed",
+                "call_id": call["id"],
+                "name": call["function"]["name"],
+                "arguments": call["function"]["arguments"],
+            }
+        )
+    return output
+
+
+def _response_object(
+    response_id: str, model: str, output: list[dict[str, Any]], created: int
+) -> dict[str, Any]:
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created,
+        "status": "completed",
+        "model": model,
+        "output": output,
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+    }
+
+
 def _completion(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
     return {
         "object": "chat.completion",
@@ -154,12 +241,20 @@ class _State:
         self.ids = itertools.count(1)
         self.gates: dict[str, asyncio.Event] = {}
         self.released: set[str] = set()
+        self.closed_streams = 0
+        self.first_bytes: list[float] = []
+
+    def gate(self, key: str) -> asyncio.Event:
+        gate = self.gates.setdefault(key, asyncio.Event())
+        if key in self.released:
+            gate.set()
+        return gate
 
 
 def _build_app(state: _State) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
+    from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
     async def record(request: Request) -> ProviderRequest:
@@ -170,13 +265,185 @@ def _build_app(state: _State) -> Any:
         except ValueError:
             body = None
         pairs = tuple((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw)
-        recorded = ProviderRequest(request.method, request.url.path, pairs, body, text, time.time())
+        recorded = ProviderRequest(
+            request.method, request.url.path, pairs, body, text, time.time(), request.url.query
+        )
         with state.lock:
             state.requests.append(recorded)
             state.lock.notify_all()
         return recorded
 
     async def chat(request: Request) -> Response:
+        return await answer(request, "chat")
+
+    async def responses(request: Request) -> Response:
+        return await answer(request, "responses")
+
+    def chat_events(reply: StubReply, body: dict[str, Any]) -> list[tuple[bytes, bool]]:
+        """(bytes, stall-after) for a streamed chat completion."""
+        message = _message_of(body)
+        base = {"id": body.get("id"), "object": "chat.completion.chunk", "model": body.get("model")}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return _sse({**base, "choices": [choice]})
+
+        events = [(chunk({"role": "assistant", "content": ""}), False)]
+        for i, piece in enumerate(_pieces(message["content"]) if message.get("content") else []):
+            events.append((chunk({"content": piece}), i == 0 and reply.stall is not None))
+        for index, call in enumerate(message.get("tool_calls") or ()):
+            arguments = call["function"]["arguments"]
+            half = len(arguments) // 2
+            head = {"index": index, "id": call["id"], "type": "function"}
+            events.append(
+                (
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    **head,
+                                    "function": {
+                                        "name": call["function"]["name"],
+                                        "arguments": arguments[:half],
+                                    },
+                                }
+                            ]
+                        }
+                    ),
+                    False,
+                )
+            )
+            events.append(
+                (
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": arguments[half:]}}]}),
+                    False,
+                )
+            )
+        finish = body["choices"][0].get("finish_reason") if body.get("choices") else "stop"
+        events.append((chunk({}, finish), False))
+        events.append((_sse({**base, "choices": [], "usage": body.get("usage")}), False))
+        events.append((_sse("[DONE]"), False))
+        return events
+
+    def response_events(reply: StubReply, response: dict[str, Any]) -> list[tuple[bytes, bool]]:
+        """(bytes, stall-after) for a streamed Responses API answer."""
+        seq = itertools.count()
+
+        def event(kind: str, **fields: Any) -> bytes:
+            return _sse({"type": kind, "sequence_number": next(seq), **fields}, kind)
+
+        started = {**response, "status": "in_progress", "output": []}
+        events = [(event("response.created", response=started), False)]
+        for index, item in enumerate(response["output"]):
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                events.append(
+                    (
+                        event(
+                            "response.output_item.added",
+                            output_index=index,
+                            item={**item, "status": "in_progress", "content": []},
+                        ),
+                        False,
+                    )
+                )
+                part = {"type": "output_text", "text": "", "annotations": []}
+                events.append(
+                    (
+                        event(
+                            "response.content_part.added",
+                            item_id=item["id"],
+                            output_index=index,
+                            content_index=0,
+                            part=part,
+                        ),
+                        False,
+                    )
+                )
+                for i, piece in enumerate(_pieces(text)):
+                    delta = event(
+                        "response.output_text.delta",
+                        item_id=item["id"],
+                        output_index=index,
+                        content_index=0,
+                        delta=piece,
+                    )
+                    events.append((delta, i == 0 and reply.stall is not None))
+                events.append(
+                    (
+                        event(
+                            "response.output_text.done",
+                            item_id=item["id"],
+                            output_index=index,
+                            content_index=0,
+                            text=text,
+                        ),
+                        False,
+                    )
+                )
+            else:
+                events.append(
+                    (
+                        event(
+                            "response.output_item.added",
+                            output_index=index,
+                            item={**item, "status": "in_progress", "arguments": ""},
+                        ),
+                        False,
+                    )
+                )
+                arguments = item["arguments"]
+                half = len(arguments) // 2
+                for piece in (arguments[:half], arguments[half:]):
+                    events.append(
+                        (
+                            event(
+                                "response.function_call_arguments.delta",
+                                item_id=item["id"],
+                                output_index=index,
+                                delta=piece,
+                            ),
+                            False,
+                        )
+                    )
+                events.append(
+                    (
+                        event(
+                            "response.function_call_arguments.done",
+                            item_id=item["id"],
+                            output_index=index,
+                            arguments=arguments,
+                        ),
+                        False,
+                    )
+                )
+            events.append((event("response.output_item.done", output_index=index, item=item), False))
+        events.append((event("response.completed", response=response), False))
+        return events
+
+    def stream(reply: StubReply, events: list[tuple[bytes, bool]]) -> Response:
+        async def body() -> Any:
+            finished = False
+            try:
+                for i, (data, stall) in enumerate(events):
+                    if i == 0:
+                        with state.lock:
+                            state.first_bytes.append(time.time())
+                    yield data
+                    if stall and reply.stall is not None:
+                        await state.gate(reply.stall).wait()
+                finished = True
+            finally:
+                if not finished:
+                    with state.lock:
+                        state.closed_streams += 1
+                        state.lock.notify_all()
+
+        return StreamingResponse(
+            body(), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
+
+    async def answer(request: Request, api: str) -> Response:
         recorded = await record(request)
         with state.lock:
             source = state.replies.pop(0) if state.replies else None
@@ -191,21 +458,28 @@ def _build_app(state: _State) -> Any:
         else:
             reply = source(recorded)
         if reply.hold is not None:
-            gate = state.gates.setdefault(reply.hold, asyncio.Event())
-            if reply.hold in state.released:
-                gate.set()
-            await gate.wait()
+            await state.gate(reply.hold).wait()
         if reply.raw is not None:
             return Response(reply.raw, status_code=reply.status, media_type=reply.content_type)
         body = reply.body
-        if isinstance(body, dict) and body.get("object") == "chat.completion":
-            requested = recorded.body.get("model") if isinstance(recorded.body, dict) else None
-            body = {
-                "id": f"chatcmpl-stub-{next(state.ids)}",
-                "created": int(recorded.time),
-                "model": requested if isinstance(requested, str) else state.model,
-                **body,
-            }
+        if not (isinstance(body, dict) and body.get("object") == "chat.completion"):
+            return JSONResponse(body, status_code=reply.status)
+        requested = recorded.body.get("model") if isinstance(recorded.body, dict) else None
+        model = requested if isinstance(requested, str) else state.model
+        body = {
+            "id": f"chatcmpl-stub-{next(state.ids)}",
+            "created": int(recorded.time),
+            "model": model,
+            **body,
+        }
+        if api == "responses":
+            output = _response_output(_message_of(body), state.ids)
+            response = _response_object(f"resp_stub_{next(state.ids)}", model, output, int(recorded.time))
+            if recorded.streamed:
+                return stream(reply, response_events(reply, response))
+            return JSONResponse(response, status_code=reply.status)
+        if recorded.streamed:
+            return stream(reply, chat_events(reply, body))
         return JSONResponse(body, status_code=reply.status)
 
     async def models(request: Request) -> Response:
@@ -221,6 +495,8 @@ def _build_app(state: _State) -> Any:
         routes=[
             Route("/v1/chat/completions", chat, methods=["POST"]),
             Route("/chat/completions", chat, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/responses", responses, methods=["POST"]),
             Route("/v1/models", models, methods=["GET"]),
             Route("/{path:path}", other, methods=methods),
         ]
@@ -278,14 +554,38 @@ class ProviderStub:
         return found if path is None else [r for r in found if r.path == path]
 
     def chat_requests(self) -> list[ProviderRequest]:
-        """The recorded chat-completion requests."""
-        return [r for r in self.requests() if r.path.endswith("/chat/completions")]
+        """The recorded model requests (Chat Completions and Responses API alike)."""
+        return [r for r in self.requests() if r.path.endswith(("/chat/completions", "/responses"))]
+
+    @property
+    def closed_streams(self) -> int:
+        """Streamed replies whose client closed the connection before their end."""
+        with self._state.lock:
+            return self._state.closed_streams
+
+    @property
+    def first_bytes(self) -> list[float]:
+        """When (``time.time()``) each streamed reply sent its first byte, in order."""
+        with self._state.lock:
+            return list(self._state.first_bytes)
+
+    async def wait_for_closed_streams(self, count: int = 1, *, timeout: float = 10.0) -> None:
+        """Wait until ``count`` streamed replies were cut off by their client."""
+
+        def wait() -> bool:
+            with self._state.lock:
+                return self._state.lock.wait_for(lambda: self._state.closed_streams >= count, timeout)
+
+        if not await anyio.to_thread.run_sync(wait, abandon_on_cancel=True):
+            raise TimeoutError(f"provider stub: {count} stream(s) not closed early within {timeout} s")
 
     def clear(self) -> None:
         """Forget the recorded requests and the remaining replies."""
         with self._state.lock:
             self._state.requests.clear()
             self._state.replies.clear()
+            self._state.closed_streams = 0
+            self._state.first_bytes.clear()
 
     async def wait_for_requests(self, count: int = 1, *, timeout: float = 10.0) -> list[ProviderRequest]:
         """Wait until ``count`` chat requests were received; return them."""

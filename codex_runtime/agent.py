@@ -34,6 +34,7 @@ from mcp_types import (
 
 from ._handlers import ServerRequest
 from ._resource_tools import BUILTIN_SERVER, resource_tool_specs, run_resource_tool
+from ._streaming import ChatStreamAssembler, ResponsesStreamAssembler, StreamError, sse_events
 from ._trace import bind_tool_call_id, inject_trace_headers, invoking_agent
 from .headers import CodexRuntimeError, HeaderPolicy, Headers, HeadersInput, check_settable
 from .session import (
@@ -64,6 +65,7 @@ __all__ = [
     "ModelStep",
     "OpenAIChatModel",
     "ScriptedModel",
+    "TextDelta",
     "ToolCall",
     "ToolCallFinished",
     "ToolCallProgress",
@@ -272,7 +274,9 @@ class ModelRequest:
     """What a model is asked: the conversation so far, the tool catalog and the turn.
 
     ``step`` counts the model calls of this turn from 1. The turn gives models the
-    forwarded headers (``turn.forwarded_headers``) and the turn metadata.
+    forwarded headers (``turn.forwarded_headers``) and the turn metadata. A streaming
+    model awaits ``on_text_delta(text)`` for each piece of text as it arrives (the agent
+    loop turns them into `TextDelta` events); it may be None.
     """
 
     messages: tuple[Message, ...]
@@ -280,6 +284,9 @@ class ModelRequest:
     turn: Turn = attrs.field(eq=False, repr=False)
     step: int = 1
     parallel_tool_calls: bool = True
+    on_text_delta: Callable[[str], Awaitable[None]] | None = attrs.field(
+        default=None, eq=False, repr=False, kw_only=True
+    )
 
 
 @attrs.frozen
@@ -384,7 +391,15 @@ class ToolCallProgress:
     message: str | None
 
 
-AgentEvent = ModelStep | ToolCallStarted | ToolCallProgress | ToolCallFinished
+@attrs.frozen
+class TextDelta:
+    """Event: a piece of the model's text, as a streaming model received it (step ``step``)."""
+
+    step: int
+    text: str
+
+
+AgentEvent = ModelStep | ToolCallStarted | ToolCallProgress | ToolCallFinished | TextDelta
 EventHandler = Callable[[AgentEvent], Awaitable[None] | None]
 
 
@@ -471,9 +486,10 @@ class AgentLoop:
             asks for tools, they are not run and the turn fails (`MaxStepsError`).
         parallel_tool_calls: Run the tool calls of one answer concurrently.
         instructions: A system message put first in the conversation.
-        on_event: Called (sync or async) with each `ModelStep`, `ToolCallStarted`,
-            `ToolCallProgress` and `ToolCallFinished`, inside the turn; an error it raises
-            fails the turn (for `ToolCallProgress` it is only logged).
+        on_event: Called (sync or async) with each `TextDelta` (streaming models),
+            `ModelStep`, `ToolCallStarted`, `ToolCallProgress` and `ToolCallFinished`,
+            inside the turn; an error it raises fails the turn (for `ToolCallProgress` it
+            is only logged).
         resource_tools: Offer the model the built-in tools ``list_resources`` and
             ``read_resource`` (to follow resource links tools return). ``None`` (the
             default) offers them when a server of the session declares resources.
@@ -520,6 +536,7 @@ class AgentLoop:
         self._restored = False  # conversation loaded from the session's store
         self._saved = 0  # messages already in the session's store
         self._offered: tuple[str, ...] = ()
+        self._steered: list[str] = []
         self.reset()
 
     @property
@@ -548,6 +565,18 @@ class AgentLoop:
         elif self._running:
             self._interrupt_pending = True
 
+    def steer(self, user_input: str) -> None:
+        """Add ``user_input`` to the running turn: the model gets it before its next step.
+
+        When the model has already given its final answer, the turn goes on for one more
+        step so that the input is answered. Raises `TurnStateError` when no turn runs.
+        """
+        if not isinstance(user_input, str):
+            raise TypeError("steer() needs the user input as a str")
+        if not self._running:
+            raise TurnStateError("no turn is running on this AgentLoop")
+        self._steered.append(user_input)
+
     async def run_turn(
         self,
         user_input: str,
@@ -569,6 +598,7 @@ class AgentLoop:
             raise TurnInProgressError("this AgentLoop is already running a turn")
         self._running = True
         self._interrupt_pending = False
+        self._steered = []
         run = _TurnRun()
         turn: Turn | None = None
         try:
@@ -591,6 +621,7 @@ class AgentLoop:
             self._turn = None
             self._running = False
             self._interrupt_pending = False
+            self._steered = []
         assert turn is not None and turn.outcome is not None
         aborted = turn.outcome.state is TurnState.ABORTED
         return TurnResult(
@@ -729,8 +760,18 @@ class AgentLoop:
                     raise TurnAbortedError(turn.abort_reason)
                 # Context that hooks added (prompt, tool calls, session start) goes before the step.
                 self._messages.extend(Message.system(text) for text in turn.drain_context())
+                self._take_steered()
+
+                async def delta(text: str, step: int = step) -> None:
+                    await self._emit(TextDelta(step, text))
+
                 request = ModelRequest(
-                    tuple(self._messages), catalog, turn, step, parallel_tool_calls=self.parallel_tool_calls
+                    tuple(self._messages),
+                    catalog,
+                    turn,
+                    step,
+                    parallel_tool_calls=self.parallel_tool_calls,
+                    on_text_delta=delta,
                 )
                 run.steps = step
                 response = await self._ask(request)
@@ -738,6 +779,8 @@ class AgentLoop:
                 if not response.tool_calls:
                     self._messages.append(Message.assistant(response.text))
                     run.text = response.text or ""
+                    if self._steered and step < self.max_steps:
+                        continue  # input added while the model answered: answer it too
                     go_on = await self._stop_hooks(turn, response.text)
                     if go_on is None:
                         return
@@ -751,6 +794,10 @@ class AgentLoop:
             if isinstance(exc, AgentError) or _is_abort(exc):
                 raise
             raise AgentError(f"the agent turn failed: {type(exc).__name__}: {exc}") from exc
+
+    def _take_steered(self) -> None:
+        while self._steered:
+            self._messages.append(Message.user(self._steered.pop(0)))
 
     async def _ask(self, request: ModelRequest) -> ModelResponse:
         try:
@@ -1029,6 +1076,11 @@ class OpenAIChatModel:
     in user messages); with ``accepts_images=False`` (a text-only model) they are only
     named in the tool result's text.
 
+    With ``stream=True`` (the default) the answer is streamed (server-sent events): each
+    piece of text goes to the request's ``on_text_delta`` as it arrives, tool calls are
+    assembled from their pieces, and an interrupted turn closes the stream at once. A
+    provider that answers a streamed request with plain JSON is understood too.
+
     Use ``async with OpenAIChatModel(...)`` or call `aclose` to close its HTTP client
     (opened at the first call; use one instance within one event loop).
 
@@ -1043,10 +1095,16 @@ class OpenAIChatModel:
         options: Extra request fields (``temperature``, ``max_tokens``, ...).
         http_client: An `httpx2.AsyncClient` to use instead of an owned one.
         accepts_images: Send the images of tool results as image parts.
+        stream: Ask for a streamed answer (default True).
+        query_params: Query parameters added to every request URL (e.g. Azure's
+            ``api-version``).
     """
 
     #: ``gen_ai.provider.name`` of the agent's turn spans: the API this model speaks.
     provider_name = "openai"
+
+    #: The path under ``base_url`` requests are sent to.
+    path = "/chat/completions"
 
     def __init__(
         self,
@@ -1060,6 +1118,8 @@ class OpenAIChatModel:
         options: Mapping[str, Any] | None = None,
         http_client: httpx2.AsyncClient | None = None,
         accepts_images: bool = True,
+        stream: bool = True,
+        query_params: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(base_url, str) or not re.match(r"https?://[^\s/]+", base_url):
             raise ValueError("base_url must be an http:// or https:// URL, e.g. https://api.openai.com/v1")
@@ -1071,7 +1131,7 @@ class OpenAIChatModel:
             raise ValueError("timeout must be a positive number of seconds")
         configured = headers if isinstance(headers, Headers) else Headers(headers or ())
         check_settable(configured, layer="provider")
-        reserved = {"model", "messages", "tools", "stream"} & set(options or {})
+        reserved = {"model", "messages", "input", "tools", "stream"} & set(options or {})
         if reserved:
             raise ValueError(f"options may not set {', '.join(sorted(reserved))}: the model sets them")
         self.base_url = base_url.rstrip("/")
@@ -1084,14 +1144,21 @@ class OpenAIChatModel:
         self._http = http_client
         self._owns_http = http_client is None
         self.accepts_images = bool(accepts_images)
+        self.stream = bool(stream)
+        if query_params is not None and not (
+            isinstance(query_params, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in query_params.items())
+        ):
+            raise ValueError("query_params must map strings to strings")
+        self.query_params = dict(query_params or {})
 
     def __repr__(self) -> str:
-        return f"OpenAIChatModel({self.base_url!r}, {self.model!r})"
+        return f"{type(self).__name__}({self.base_url!r}, {self.model!r})"
 
     @property
     def endpoint(self) -> str:
         """The URL requests are sent to."""
-        return f"{self.base_url}/chat/completions"
+        return f"{self.base_url}{self.path}"
 
     async def __aenter__(self) -> OpenAIChatModel:
         return self
@@ -1141,19 +1208,34 @@ class OpenAIChatModel:
             ]
             if not request.parallel_tool_calls:
                 body["parallel_tool_calls"] = False
+        if self.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         body.update(self.options)
         return body
 
-    async def respond(self, request: ModelRequest) -> ModelResponse:
-        """Ask the provider for the next step (one HTTP request)."""
-        headers = self.provider_headers(request.turn)
-        body = self.request_body(request)
+    def _client(self) -> httpx2.AsyncClient:
         if self._http is None:
             self._http = httpx2.AsyncClient(
                 timeout=httpx2.Timeout(self.timeout, connect=min(self.timeout, 30.0))
             )
+        return self._http
+
+    def parse_body(self, data: Any, request: ModelRequest) -> ModelResponse:
+        """The `ModelResponse` of a provider's (non-streamed, or re-assembled) answer body."""
+        names = {wire_tool_name(t.name): t.name for t in request.tools}
+        return _parse_completion(data, names)
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        """Ask the provider for the next step (one HTTP request, streamed or not)."""
+        if self.stream:
+            return await self._respond_streamed(request)
+        headers = self.provider_headers(request.turn)
+        body = self.request_body(request)
         try:
-            response = await self._http.post(self.endpoint, json=body, headers=headers, timeout=self.timeout)
+            response = await self._client().post(
+                self.endpoint, json=body, headers=headers, params=self.query_params, timeout=self.timeout
+            )
         except httpx2.TimeoutException:
             raise ModelError(
                 f"the model provider at {self.endpoint} did not answer within {self.timeout:g} s"
@@ -1176,8 +1258,62 @@ class OpenAIChatModel:
                 f"{_snippet(response.text) or 'empty body'}",
                 status=response.status_code,
             ) from None
-        names = {wire_tool_name(t.name): t.name for t in request.tools}
-        return _parse_completion(data, names)
+        return self.parse_body(data, request)
+
+    def _assembler(self) -> ChatStreamAssembler | ResponsesStreamAssembler:
+        return ChatStreamAssembler()
+
+    async def _respond_streamed(self, request: ModelRequest) -> ModelResponse:
+        headers = self.provider_headers(request.turn)
+        body = self.request_body(request)
+        assembler = self._assembler()
+        try:
+            async with self._client().stream(
+                "POST",
+                self.endpoint,
+                json=body,
+                headers=headers,
+                params=self.query_params,
+                timeout=self.timeout,
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    status = response.status_code
+                    message = _error_message(response)
+                    raise ModelError(f"the model provider answered HTTP {status}: {message}", status=status)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    await response.aread()  # the provider ignored "stream": a plain answer
+                    try:
+                        data = response.json()
+                    except ValueError:
+                        raise ModelError(
+                            f"the model provider answered malformed JSON (HTTP {response.status_code}): "
+                            f"{_snippet(response.text) or 'empty body'}",
+                            status=response.status_code,
+                        ) from None
+                    return self.parse_body(data, request)
+                async for event, data in sse_events(response.aiter_lines()):
+                    delta = assembler.feed(event, data)
+                    if delta and request.on_text_delta is not None:
+                        await request.on_text_delta(delta)
+                    if assembler.done:
+                        break
+        except httpx2.TimeoutException:
+            raise ModelError(
+                f"the model provider at {self.endpoint} did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx2.HTTPError as exc:
+            raise ModelError(
+                f"cannot reach the model provider at {self.endpoint}: "
+                f"{type(exc).__name__}: {_snippet(str(exc))}"
+            ) from None
+        except StreamError as exc:
+            raise ModelError(f"the model provider's stream broke off: {exc}") from None
+        try:
+            data = assembler.result()
+        except StreamError as exc:
+            raise ModelError(f"the model provider's stream broke off: {exc}") from None
+        return self.parse_body(data, request)
 
 
 def _wire_messages(messages: Iterable[Message], *, images: bool) -> list[dict[str, Any]]:

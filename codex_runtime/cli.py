@@ -163,13 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--base-url",
-        default=os.environ.get("OPENAI_BASE_URL"),
         metavar="URL",
-        help="the API base, e.g. https://api.openai.com/v1 (default: $OPENAI_BASE_URL)",
+        help="the API base, e.g. https://api.openai.com/v1 (default: the --config's model provider, "
+        "else $OPENAI_BASE_URL)",
     )
-    run.add_argument(
-        "--model", default=os.environ.get("OPENAI_MODEL"), metavar="NAME", help="default: $OPENAI_MODEL"
-    )
+    run.add_argument("--model", metavar="NAME", help="default: the --config's model, else $OPENAI_MODEL")
     run.add_argument(
         "--api-key-env",
         default="OPENAI_API_KEY",
@@ -207,6 +205,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_login_parsers(sub)
     _cli_store.add_run_options(run)
     _cli_store.add_store_commands(sub, _EPILOG, _add_verbose)
+
+    app_server = sub.add_parser(
+        "app-server",
+        help="drive turns from another process: Codex's app-server protocol over stdio",
+        description=(
+            "Serve JSON-RPC 2.0 on stdin/stdout (one JSON object a line), a compatible subset of\n"
+            "Codex's app-server protocol v2: initialize, thread/start|resume|read|list,\n"
+            "turn/start|steer|interrupt, with streamed item notifications. The model comes\n"
+            "from the config's model / model_provider / [model_providers.NAME] (default:\n"
+            "the built-in openai provider with $OPENAI_MODEL), the tools from its MCP servers.\n"
+            "It exits when stdin ends, after interrupting running turns.\n\n"
+            "example:\n  codex-runtime app-server --config ~/.codex/config.toml"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    app_server.add_argument("--config", metavar="FILE", help="a Codex config.toml (or mcpServers .json)")
+    app_server.add_argument(
+        "--max-steps", type=int, default=20, metavar="N", help="model calls allowed per turn (default 20)"
+    )
+    app_server.add_argument("--system", metavar="TEXT", help="instructions for every thread")
+    app_server.add_argument(
+        "--trust-hooks", action="store_true", help="run the hooks of the project folder's .codex/ too"
+    )
+    app_server.add_argument(
+        "--store", metavar="PATH", help="a SQLite session store: threads are kept and can be resumed later"
+    )
+    _add_verbose(app_server)
     return parser
 
 
@@ -271,6 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logout": _logout,
         "sessions": _cli_store.sessions,
         "resume": _cli_store.resume,
+        "app-server": _app_server,
     }
     try:
         if args.command == "demo":
@@ -751,12 +778,14 @@ def _print_sent(out: TextIO, server: str, sent: list[dict[str, Any]]) -> None:
 
 
 async def _run(args: argparse.Namespace, out: TextIO) -> int:
+    from ._model_providers import load_model_settings
     from .agent import (
         AgentError,
         AgentEvent,
         AgentLoop,
         ModelStep,
         OpenAIChatModel,
+        TextDelta,
         ToolCallFinished,
         ToolCallStarted,
     )
@@ -765,9 +794,16 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     from .hooks import TurnHeaders
     from .session import Session
 
-    if not args.base_url:
+    try:  # a Codex config's model provider serves unless --base-url names another
+        config_path = None if args.base_url else _config_path(args, optional=True)
+        settings = load_model_settings(config_path) if config_path else None
+    except ConfigError as exc:
+        return _fail(out, args.json, EXIT_USAGE, exc)
+    base_url = args.base_url or os.environ.get("OPENAI_BASE_URL")
+    model_name = args.model or (settings.model if settings else None) or os.environ.get("OPENAI_MODEL")
+    if settings is None and not base_url:
         return _fail(out, args.json, EXIT_USAGE, "--base-url is required (or set OPENAI_BASE_URL)")
-    if not args.model:
+    if not model_name:
         return _fail(out, args.json, EXIT_USAGE, "--model is required (or set OPENAI_MODEL)")
     if args.max_steps < 1:
         return _fail(out, args.json, EXIT_USAGE, "--max-steps must be at least 1")
@@ -777,24 +813,36 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         path = _config_path(args, optional=True)
         servers = _load_servers(path, unresolved) if path else []
         codex_hooks = _load_hooks(path, args.trust_hooks) if path else []
-        model = OpenAIChatModel(
-            args.base_url,
-            args.model,
-            api_key=os.environ.get(args.api_key_env) or None,
-            headers=headers,
-            timeout=args.timeout,
-            accepts_images=not args.no_images,
-        )
+        if settings is not None:
+            model = settings.build(model=model_name, timeout=args.timeout, extra_headers=headers)
+        else:
+            assert base_url is not None
+            model = OpenAIChatModel(
+                base_url,
+                model_name,
+                api_key=os.environ.get(args.api_key_env) or None,
+                headers=headers,
+                timeout=args.timeout,
+                accepts_images=not args.no_images,
+            )
         store = _cli_store.open_store(args)
     except (_UsageError, ConfigError, ValueError) as exc:
         return _fail(out, args.json, EXIT_USAGE, exc)
     if args.durable and store is not None:
+        if settings is not None:  # a durable turn keeps --base-url/--model to rebuild its model
+            return _fail(out, args.json, EXIT_USAGE, "--durable needs --base-url (and --model)")
         return await _cli_store.durable_run(args, out, store)
+    streamed: list[int] = []  # steps whose text was printed as it streamed
 
     def show(event: AgentEvent) -> None:
         if args.json:
             return
-        if isinstance(event, ToolCallStarted):
+        if isinstance(event, TextDelta):
+            out.write(event.text)
+            streamed.append(event.step)
+        elif isinstance(event, ModelStep) and event.step in streamed:
+            out.write("\n")
+        elif isinstance(event, ToolCallStarted):
             out.write(f"-> {event.call.name} {json.dumps(event.call.arguments, ensure_ascii=False)}\n")
         elif isinstance(event, ToolCallFinished):
             status = "error" if event.result.is_error else "ok"
@@ -863,8 +911,50 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
         return code
     if args.json:
         _print_json(out, {"ok": True, "exit_code": EXIT_OK, **payload})
-    else:
+    elif result.steps not in streamed:
         out.write((result.text or "") + "\n")
+    return EXIT_OK
+
+
+async def _app_server(args: argparse.Namespace, out: TextIO) -> int:
+    from ._model_providers import model_settings
+    from .app_server import AppServer, serve_stdio
+    from .config import ConfigError, load_codex_config
+    from .hooks import TurnHeaders
+
+    if args.max_steps < 1:
+        return _fail(out, False, EXIT_USAGE, "--max-steps must be at least 1")
+    try:
+        path = _config_path(args, optional=True)
+        config = load_codex_config(path, trust_project_hooks=args.trust_hooks) if path else None
+        servers = config.servers if config is not None else []
+        settings = config.model if config is not None else None
+        if settings is None and os.environ.get("OPENAI_MODEL"):
+            settings = model_settings({"model": os.environ["OPENAI_MODEL"]})
+        if settings is None:
+            raise ConfigError("no model is configured: set `model` (and `model_provider`) in --config")
+        model = settings.build()
+    except ConfigError as exc:
+        return _fail(out, False, EXIT_USAGE, exc)
+    from .store import SqliteStore
+
+    codex_hooks = [config.hooks] if config is not None and len(config.hooks) else []
+    store = SqliteStore(args.store) if args.store else None
+    server = AppServer(
+        model,
+        servers=servers,
+        hooks=lambda: [TurnHeaders(), *codex_hooks],
+        model_provider=settings.provider.id,
+        max_steps=args.max_steps,
+        instructions=args.system,
+        store=store,
+    )
+    try:
+        async with model:
+            await serve_stdio(server)
+    finally:
+        if store is not None:
+            await store.aclose()
     return EXIT_OK
 
 

@@ -34,6 +34,7 @@ from typing import Any, Final, Literal
 import attrs
 
 from ._codex_hooks import CodexHooks, hooks_for_config
+from ._model_providers import ModelSettings, load_model_settings
 from ._server_config import ConfigError, ServerConfig
 from .auth import OAuth, default_token_store
 from .headers import Headers, InvalidHeaderError, is_protected
@@ -219,7 +220,7 @@ class CodexConfig:
 
     servers: list[ServerConfig] = attrs.field(factory=list)
     hooks: CodexHooks = attrs.field(factory=CodexHooks)
-    model: object | None = None
+    model: ModelSettings | None = None
 
 
 def load_codex_config(
@@ -248,7 +249,9 @@ def load_codex_config(
     """
     servers = load_config(path, environ=environ, unresolved=unresolved)
     found = hooks_for_config(path, cwd=cwd, trusted=trust_project_hooks)
-    return CodexConfig(servers=servers, hooks=CodexHooks(found, cwd=cwd), model=None)
+    json_file = os.fspath(path).lower().endswith(".json")
+    model = None if json_file else load_model_settings(path, environ=environ)
+    return CodexConfig(servers=servers, hooks=CodexHooks(found, cwd=cwd), model=model)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -500,7 +503,7 @@ def _oauth(server: _Server, url: str | None, headers: list[tuple[str, str]]) -> 
         raise server.error("auth", 'must be "oauth"')
     if mode == "chatgpt":
         warnings.warn(
-            f"{server.where}: server {server.name!r}: auth = \"chatgpt\" is unsupported; using OAuth",
+            f'{server.where}: server {server.name!r}: auth = "chatgpt" is unsupported; using OAuth',
             ConfigWarning,
             stacklevel=4,
         )

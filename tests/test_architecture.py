@@ -37,6 +37,9 @@ LAYER_OF = {
     "_cli_resources": "cli",
     "_cli_config": "cli",
     "_observe": "client",
+    "_streaming": "agent",
+    "_responses": "agent",
+    "_model_providers": "config",
     "__main__": "cli",
     "__init__": "init",
 }

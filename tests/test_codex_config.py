@@ -48,7 +48,8 @@ def test_load_codex_config_reads_servers_and_hooks(tmp_path: Path) -> None:
     config = load_codex_config(path, cwd=tmp_path)
     assert isinstance(config, CodexConfig)
     assert [s.name for s in config.servers] == [s.name for s in load_config(path)] == ["docs"]
-    assert config.model is None
+    assert config.model is not None and config.model.model == "gpt-x"  # the built-in openai provider
+    assert config.model.provider.id == "openai"
     pre, stop = config.hooks.hooks
     assert (pre.event, pre.matcher, pre.command, pre.timeout, pre.status_message) == (
         "PreToolUse", "^mcp__docs__", "./check.sh", 30.0, "Checking",
