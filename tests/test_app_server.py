@@ -327,7 +327,14 @@ async def test_threads_run_turns_at_once_and_a_scripted_session_of_100_turns_mat
 async def test_an_mcp_elicitation_is_asked_of_the_client(
     protocol_schema: Path, server: RecordingServer
 ) -> None:
-    model = ScriptedModel([ToolCall("rec__ask", {"question": "Who?"}), ToolCall("rec__ask", {}), "thanks"])
+    model = ScriptedModel(
+        [
+            ToolCall("rec__ask", {"question": "Who?"}),
+            ToolCall("rec__ask", {}),
+            ToolCall("rec__progress", {"steps": 2}),
+            "thanks",
+        ]
+    )
     app = AppServer(model, servers=[ServerConfig(name="rec", url=server.url)])
     client = Client(ProtocolChecker(protocol_schema))
     async with anyio.create_task_group() as tg:
@@ -356,7 +363,9 @@ async def test_an_mcp_elicitation_is_asked_of_the_client(
         assert done["params"]["turn"]["status"] == "completed"
         client.close()
     tools = [i for i in done["params"]["turn"]["items"] if i["type"] == "mcpToolCall"]
-    outputs = [json.loads(t["result"]["content"][0]["text"]) for t in tools]
+    outputs = [json.loads(t["result"]["content"][0]["text"]) for t in tools[:2]]
+    progress = [m["params"] for m in client.messages if m.get("method") == "item/mcpToolCall/progress"]
+    assert len(progress) == 2 and {p["itemId"] for p in progress} == {tools[2]["id"]}
     assert outputs == [{"action": "accept", "data": {"name": "Ada"}}, {"action": "decline", "data": None}]
     # what the server's tool really got back
     assert [c.outcome for c in server.tool_calls("ask")] == ["ok", "ok"]

@@ -31,6 +31,7 @@ from ..agent import (
     ModelStep,
     TextDelta,
     ToolCallFinished,
+    ToolCallProgress,
     ToolCallStarted,
 )
 from ..client import ClientHandlers, ServerConfig, ServerRequest
@@ -763,6 +764,13 @@ class AppServer:
             record.open_tools[event.call.id] = item
             shown = {k: v for k, v in item.items() if not k.startswith("_")}
             await self.notify("item/started", {**base, "item": shown, "startedAtMs": _now_ms()})
+        elif isinstance(event, ToolCallProgress):
+            if event.call.id in record.open_tools:
+                total = f"/{event.total:g}" if event.total is not None else ""
+                message = event.message or f"{event.progress:g}{total}"
+                await self.notify(
+                    "item/mcpToolCall/progress", {**base, "itemId": event.call.id, "message": message}
+                )
         elif isinstance(event, ToolCallFinished):
             result = event.result
             opened = record.open_tools.get(result.call_id)
