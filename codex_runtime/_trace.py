@@ -59,14 +59,22 @@ _AGENT: contextvars.ContextVar[AgentInvocation | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def bind_tool_call_id(call_id: str | None) -> Iterator[None]:
-    """Tool calls made inside the block get ``gen_ai.tool.call.id`` = ``call_id``."""
-    token = _TOOL_CALL_ID.set(call_id)
-    try:
-        yield
-    finally:
-        _TOOL_CALL_ID.reset(token)
+class bind_tool_call_id:
+    """``with bind_tool_call_id(id):`` tool calls made inside get ``gen_ai.tool.call.id`` = ``id``."""
+
+    __slots__ = ("_call_id", "_token")
+
+    def __init__(self, call_id: str | None) -> None:
+        self._call_id = call_id
+        self._token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _TOOL_CALL_ID.set(self._call_id)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _TOOL_CALL_ID.reset(self._token)
+            self._token = None
 
 
 @contextmanager
@@ -174,7 +182,7 @@ def tool_call_span(
 
     Name, kind and attributes follow the OpenTelemetry GenAI conventions for a tool
     execution (``gen_ai.operation.name`` = ``execute_tool``, ``gen_ai.tool.name``,
-    ``gen_ai.tool.call.id`` when the agent loop made the call), with the MCP conventions'
+    ``gen_ai.tool.call.id`` for a call of a turn: its ``call_id``), with the MCP conventions'
     attributes merged in (``mcp.method.name``, ``network.transport``,
     ``network.protocol.name``, ``server.address``, ``server.port``; ``mcp.protocol.version``
     and, in the legacy era, ``mcp.session.id`` via `record_connection`; on failure

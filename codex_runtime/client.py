@@ -928,9 +928,13 @@ class McpClient(ServerFeatures):
         progress = progress_adapter(self.name, on_progress) if on_progress is not None else None
 
         with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url) as span:
-            conn = await self._get_connection()
-            conn = await self._check_listed(conn, name)
-            record_connection(span, *conn.trace_facts())
+            conn = self._conn
+            if conn is None or not conn.alive:
+                conn = await self._get_connection()
+            if conn.tools_stale or not _lists(conn, name):
+                conn = await self._check_listed(conn, name)
+            if span.is_recording():
+                record_connection(span, *conn.trace_facts())
             try:
                 # A bare cancel scope with a deadline (what `fail_after` wraps, without its
                 # generator layer): when it absorbed its own deadline, the call timed out.
@@ -1241,8 +1245,10 @@ class McpClient(ServerFeatures):
             meta.update(caller_meta)
         else:
             # Egress: keys reserved for first-party servers never leave towards others.
-            meta.update(_strip_reserved(turn_meta))
-            meta.update(_strip_reserved(caller_meta))
+            if turn_meta:
+                meta.update(_strip_reserved(turn_meta))
+            if caller_meta:
+                meta.update(_strip_reserved(caller_meta))
         if dynamic and self._delivery in ("http", "both"):
             http = dynamic
         extra: dict[str, str] = {}

@@ -43,6 +43,7 @@ from ._tool_hooks import (
     ToolCallStatus,
     ToolDecision,
 )
+from ._trace import bind_tool_call_id
 from ._turn_model import (
     _TRANSITIONS,
     AbortReason,
@@ -389,7 +390,7 @@ class Turn:
         scope = anyio.CancelScope()
         self._call_scopes.add(scope)
         try:
-            with scope, bind_turn(self.id):
+            with scope, bind_turn(self.id), bind_tool_call_id(call_id):
                 if starts or ends:
                     request = ToolCallRequest(
                         call_id,

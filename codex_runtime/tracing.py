@@ -257,8 +257,8 @@ class TraceTurns:
     ``INTERNAL``, as the GenAI conventions' tool execution span; the SDK's CLIENT span
     below it is the request) with, from the GenAI and MCP semantic conventions
     (https://opentelemetry.io/docs/specs/semconv/gen-ai/mcp/): ``gen_ai.operation.name``
-    = ``execute_tool``, ``gen_ai.tool.name``, ``gen_ai.tool.call.id`` (the model's id for
-    the call, when the agent loop made it), ``mcp.method.name`` = ``tools/call``,
+    = ``execute_tool``, ``gen_ai.tool.name``, ``gen_ai.tool.call.id`` (a turn's call: its
+    ``call_id``, the model's id when the agent loop made it), ``mcp.method.name`` = ``tools/call``,
     ``mcp.protocol.version``, ``mcp.session.id`` (legacy-era sessions only),
     ``network.transport`` (``tcp`` or ``pipe``), ``network.protocol.name`` (``http``),
     ``server.address`` and ``server.port`` (HTTP only), and on failure status ``ERROR``

@@ -101,7 +101,8 @@ async def test_an_agent_turn_is_invoke_agent_and_its_tool_calls_carry_the_models
     sent = parse_traceparent(plain_call.header("traceparent"))
     assert sent is not None
     plain_tool = _parent(by_id, by_id[sent.span_id])
-    assert "gen_ai.tool.call.id" not in dict(plain_tool.attributes or {})
+    [plain_record] = plain.tool_calls  # the span names the call as the turn's record does
+    assert dict(plain_tool.attributes or {})["gen_ai.tool.call.id"] == plain_record.call_id
     assert _parent(by_id, plain_tool) is plain_span
 
 

@@ -171,7 +171,8 @@ async def test_turn_tool_call_and_sdk_span_chain_reaches_the_server(
             assert session_header and attributes["mcp.session.id"] == session_header
         else:  # the conventions forbid it from 2026-07-28 on (no sessions)
             assert call.header("mcp-session-id") is None and "mcp.session.id" not in attributes
-        assert "gen_ai.tool.call.id" not in attributes  # no model call behind it
+        # The turn's id for the call, as its record has it.
+        assert attributes["gen_ai.tool.call.id"] in {r.call_id for r in turn.tool_calls}
     # The server's own span (same process here) continues the same trace from `_meta`.
     server_spans = [s for s in got.named("tools/call echo") if s.kind is SpanKind.SERVER]
     assert len(server_spans) == 2
