@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
@@ -185,12 +185,11 @@ def _error_text(error: BaseException | None) -> str | None:
 
 
 class _TurnLog:
-    __slots__ = ("calls", "durable", "flushed", "input", "states")
+    __slots__ = ("calls", "durable", "input", "states")
 
     def __init__(self) -> None:
         self.states: list[tuple[str, float]] = []
         self.calls: list[StoredToolCall] = []
-        self.flushed = 0
         self.durable: Mapping[str, Any] | None = None
         self.input: str | None = None
 
@@ -198,8 +197,9 @@ class _TurnLog:
 class SessionRecorder:
     """What a `Session` made with ``store=`` uses to record itself (not public API).
 
-    Turn start and end are written (awaited, off the event loop by the store); tool
-    calls are collected as they finish and written with the next write of their turn.
+    A turn's start is written before its body runs; its end (outcome, tool calls, collected
+    as they finish) and the conversation are queued for a writer task of the session, so
+    that a turn never waits for the disk; the session flushes the queue when it closes.
     A failing store is logged and never fails a turn.
     """
 
@@ -208,6 +208,9 @@ class SessionRecorder:
         self._session = session
         self._logs: dict[str, _TurnLog] = {}
         self._pending: dict[str, tuple[str, int, Mapping[str, Any] | None, str | None]] = {}
+        self._queue: list[tuple[Callable[[], Awaitable[None]], str]] = []
+        self._writing = False
+        self._idle: anyio.Event | None = None
 
     def _log(self, turn: Turn) -> _TurnLog:
         log = self._logs.get(turn.id)
@@ -265,7 +268,9 @@ class SessionRecorder:
         )
 
     def _row(self, turn: Turn, outcome: TurnOutcome | None) -> StoredTurn:
-        log = self._log(turn)
+        return self._row_of(turn, outcome, self._log(turn))
+
+    def _row_of(self, turn: Turn, outcome: TurnOutcome | None, log: _TurnLog) -> StoredTurn:
         state = outcome.state if outcome is not None else turn.state
         reason: AbortReason | None = outcome.abort_reason if outcome is not None else None
         return StoredTurn(
@@ -286,25 +291,67 @@ class SessionRecorder:
             input=log.input,
         )
 
-    async def _write(self, turn: Turn, outcome: TurnOutcome | None) -> None:
-        log = self._log(turn)
-        calls = log.calls[log.flushed :]
+    async def turn_started(self, turn: Turn) -> None:
+        """Write the turn's start before its body runs (so that a process dying in it leaves a
+        turn the next session marks ``lost``)."""
         try:
-            with anyio.CancelScope(shield=outcome is not None) as guard:
-                if outcome is not None:
-                    guard.deadline = anyio.current_time() + _WRITE_BOUND
-                await self.store.record_turn(self._row(turn, outcome), calls)
-                log.flushed += len(calls)
-            if guard.cancelled_caught:
-                logger.error(
-                    "recording turn %s took longer than %g s; the store may lag", turn.id, _WRITE_BOUND
-                )
+            await self.store.record_turn(self._row(turn, None))
         except Exception:
             logger.error("recording turn %s in the session store failed", turn.id, exc_info=True)
 
-    async def turn_started(self, turn: Turn) -> None:
-        await self._write(turn, None)
-
     async def turn_ended(self, turn: Turn, outcome: TurnOutcome) -> None:
-        await self._write(turn, outcome)
-        self._logs.pop(turn.id, None)
+        """Queue the turn's end (outcome, tool calls) for the session's writer: the turn does
+        not wait for the disk."""
+        log = self._log(turn)
+        del self._logs[turn.id]
+        row, calls = self._row_of(turn, outcome, log), tuple(log.calls)
+        self._enqueue(lambda: self.store.record_turn(row, calls), f"recording turn {turn.id}")
+
+    def save_messages(self, first: int, messages: list[dict[str, Any]]) -> None:
+        """Queue a conversation write (``AgentLoop`` after each turn)."""
+        session_id = self._session.session_id
+        self._enqueue(
+            lambda: self.store.save_messages(session_id, first, messages),
+            f"storing the conversation of session {session_id}",
+        )
+
+    # -- the writer ----------------------------------------------------------------------
+
+    def _enqueue(self, write: Callable[[], Awaitable[None]], what: str) -> None:
+        self._queue.append((write, what))
+        if self._writing:
+            return
+        tg = self._session._tg
+        if tg is None:
+            return  # no task group (closing): `flush` writes it
+        self._writing = True
+        tg.start_soon(self._drain)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                write, what = self._queue.pop(0)
+                try:
+                    with anyio.CancelScope(shield=True) as guard:
+                        guard.deadline = anyio.current_time() + _WRITE_BOUND
+                        await write()
+                    if guard.cancelled_caught:
+                        logger.error("%s took longer than %g s; given up", what, _WRITE_BOUND)
+                except Exception:
+                    logger.error("%s in the session store failed", what, exc_info=True)
+        finally:
+            self._writing = False
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                idle.set()
+
+    async def flush(self) -> None:
+        """Wait until every queued write is in the store."""
+        while self._queue or self._writing:
+            if self._writing:
+                if self._idle is None:
+                    self._idle = anyio.Event()
+                await self._idle.wait()
+            else:
+                self._writing = True
+                await self._drain()

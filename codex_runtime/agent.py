@@ -638,6 +638,8 @@ class AgentLoop:
         store = self.session.store
         if store is None or self._restored:
             return
+        if self.session._recorder is not None:
+            await self.session._recorder.flush()
         stored = await store.load_messages(self.session.session_id)
         self._restored = True
         if stored:
@@ -645,20 +647,12 @@ class AgentLoop:
             self._saved = len(self._messages)
 
     async def _persist(self) -> None:
-        """After each turn: store the messages it added (a failing store is only logged)."""
-        store = self.session.store
-        if store is None:
+        """After each turn: queue the messages it added for the session's store."""
+        recorder = self.session._recorder
+        if recorder is None:
             return
-        with anyio.CancelScope(shield=True):
-            try:
-                await store.save_messages(
-                    self.session.session_id, self._saved, [m.to_json() for m in self._messages[self._saved :]]
-                )
-                self._saved = len(self._messages)
-            except Exception:
-                logger.error(
-                    "storing the conversation of session %s failed", self.session.session_id, exc_info=True
-                )
+        first, self._saved = self._saved, len(self._messages)
+        recorder.save_messages(first, [m.to_json() for m in self._messages[first:]])
 
     async def _respond(self, request: ModelRequest) -> ModelResponse:
         return await self.model.respond(request)

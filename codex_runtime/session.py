@@ -972,6 +972,8 @@ class Session:
                     )
                     break
                 turn = self._current
+            if self._recorder is not None:
+                await self._recorder.flush()  # the queued records of the ended turns
             for hook in reversed(self._session_hooks_started):
                 ender = getattr(hook, "on_session_end", None)
                 if ender is None:

@@ -84,8 +84,9 @@ class DurableLoop(AgentLoop):
         self._ran: set[str] = set()
 
     async def _restore(self) -> None:
-        store = self.session.store
-        assert store is not None
+        store, recorder = self.session.store, self.session._recorder
+        assert store is not None and recorder is not None
+        await recorder.flush()
         stored = await store.load_messages(self.session.session_id)
         self._restored = True
         if self._base:

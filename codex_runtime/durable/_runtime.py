@@ -385,6 +385,9 @@ class DurableRuntime:
     # -- inside the workflow ------------------------------------------------------------
 
     async def _allocate(self, session_id: str) -> dict[str, Any]:
+        for (open_id, _), session in list(self._sessions.items()):
+            if open_id == session_id and session._recorder is not None:
+                await session._recorder.flush()  # an earlier turn's records, still queued
         stored = await self.store.get_session(session_id)
         top = max((t.index for t in stored.turns), default=0) if stored is not None else 0
         messages = await self.store.load_messages(session_id)
@@ -458,6 +461,8 @@ class DurableRuntime:
             out["error"] = f"{type(exc).__name__}: {exc}"
         finally:
             session._next_ident = None
+            with anyio.CancelScope(shield=True):
+                await recorder.flush()  # in the store before the workflow is done
             closer = getattr(model, "aclose", None)
             if closer is not None:
                 with anyio.CancelScope(shield=True):
