@@ -65,27 +65,25 @@ def _ms(samples: list[float]) -> float:
 
 async def _store_overhead(args: argparse.Namespace, url: str, tmp: Path) -> tuple[float, float]:
     samples: dict[str, list[float]] = {"plain": [], "store": []}
-    async with (
-        SqliteStore(tmp / "a.db") as store,
-        Session([_config(url)]) as plain,
-        Session([_config(url)], store=store) as stored,
-    ):
-        loops = {
-            "plain": AgentLoop(plain, StepModel(), parallel_tool_calls=False),
-            "store": AgentLoop(stored, StepModel(), parallel_tool_calls=False),
-        }
-        for loop in loops.values():
-            for _ in range(args.warmup):
-                await loop.run_turn("go")
-                loop.reset()
-        per_round = max(1, args.turns // args.rounds)
-        for _ in range(args.rounds):
-            for name, loop in loops.items():
-                for _ in range(per_round):
-                    start = time.perf_counter()
+    async with SqliteStore(tmp / "a.db") as store:
+        async with Session([_config(url)]) as plain, Session([_config(url)], store=store) as stored:
+            loops = {
+                "plain": AgentLoop(plain, StepModel(), parallel_tool_calls=False),
+                "store": AgentLoop(stored, StepModel(), parallel_tool_calls=False),
+            }
+            for loop in loops.values():
+                for _ in range(args.warmup):
                     await loop.run_turn("go")
-                    samples[name].append(time.perf_counter() - start)
-                    loop.reset()  # the same conversation length every turn
+                    loop.reset()
+            per_round = max(1, args.turns // args.rounds)
+            for _ in range(args.rounds):
+                for name, loop in loops.items():
+                    for _ in range(per_round):
+                        start = time.perf_counter()
+                        await loop.run_turn("go")
+                        samples[name].append(time.perf_counter() - start)
+                        loop.reset()  # the same conversation length every turn
+        # The session wrote everything by the time it closed.
         recorded = await store.get_session(stored.session_id)
         assert recorded is not None and all(t.state == "completed" for t in recorded.turns)
         assert len(await store.tool_calls(recorded.turns[-1].turn_id)) == CALLS
