@@ -126,7 +126,7 @@ async def sessions(args: argparse.Namespace, out: TextIO) -> int:
             "updated_at": s.updated_at,
             "turns": [
                 {
-                    "turn_id": t.turn_id,
+                    "id": t.turn_id,
                     "index": t.index,
                     "state": t.state,
                     "abort_reason": t.abort_reason,
@@ -150,18 +150,19 @@ async def sessions(args: argparse.Namespace, out: TextIO) -> int:
         for t in item["turns"]:
             reason = f" ({t['abort_reason']})" if t["abort_reason"] else ""
             durable = "  durable" if t["durable"] else ""
-            out.write(f"  #{t['index']}  {t['turn_id']}  {t['state']}{reason}{durable}\n")
+            out.write(f"  #{t['index']}  {t['id']}  {t['state']}{reason}{durable}\n")
     return EXIT_OK
 
 
 # -- durable turns ------------------------------------------------------------------------------
 
 
-def turn_settings(args: argparse.Namespace) -> dict[str, Any]:
+def turn_settings(args: argparse.Namespace, config: str | None) -> dict[str, Any]:
     """What a durable turn of ``run`` keeps to be rebuilt: no secret (the key's variable name)."""
     headers = {name: value for name, value in _header_pairs(args.header)}
     return {
-        "config": os.path.abspath(args.config) if args.config else None,
+        "config": os.path.abspath(config) if config else None,
+        "images": not getattr(args, "no_images", False),
         "base_url": args.base_url,
         "model": args.model,
         "api_env": args.api_key_env,  # the variable's name: the key is read again on resume
@@ -186,7 +187,7 @@ def _build_session(session_id: str, settings: Mapping[str, Any], store: SessionS
     from .hooks import TurnHeaders
     from .session import Session
 
-    servers = load_config(settings["config"]) if settings.get("config") else []
+    servers = load_config(settings["config"], unresolved={}) if settings.get("config") else []
     return Session(servers, hooks=[TurnHeaders()], store=store, session_id=session_id)
 
 
@@ -200,6 +201,7 @@ def _build_model(settings: Mapping[str, Any]) -> Any:
         api_key=api_key,
         headers=dict(settings.get("provider_headers") or {}),
         timeout=float(settings.get("timeout") or 120.0),
+        accepts_images=bool(settings.get("images", True)),
     )
 
 
@@ -236,7 +238,7 @@ def _result_json(result: DurableTurnResult) -> dict[str, Any]:
     }
 
 
-async def durable_run(args: argparse.Namespace, out: TextIO, store: SqliteStore) -> int:
+async def durable_run(args: argparse.Namespace, out: TextIO, store: SqliteStore, config: str | None) -> int:
     """``run --durable``: the turn as a durable workflow; ``resume`` finishes it after a crash."""
     from ._server_config import ConfigError
     from .durable import DurableError
@@ -244,11 +246,7 @@ async def durable_run(args: argparse.Namespace, out: TextIO, store: SqliteStore)
 
     session_id = args.session or uuid.uuid4().hex
     try:
-        settings = turn_settings(args)
-        if args.config:
-            from .config import load_config
-
-            load_config(args.config)  # a bad file is a usage error now, not a failed turn later
+        settings = turn_settings(args, config)
         async with store, _runtime(store, args.database) as runtime:
             turn_id = await runtime.submit_turn(session_id, args.prompt, settings=settings)
             if not args.json:

@@ -831,7 +831,8 @@ async def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.durable and store is not None:
         if settings is not None:  # a durable turn keeps --base-url/--model to rebuild its model
             return _fail(out, args.json, EXIT_USAGE, "--durable needs --base-url (and --model)")
-        return await _cli_store.durable_run(args, out, store)
+        args.base_url, args.model = base_url, model_name  # as resolved: kept with the turn
+        return await _cli_store.durable_run(args, out, store, path)
     streamed: list[int] = []  # steps whose text was printed as it streamed
 
     def show(event: AgentEvent) -> None:

@@ -66,6 +66,7 @@ def test_run_records_and_continues_a_session(
     [listed] = _json(capsys.readouterr().out)
     assert listed["session_id"] == session_id
     assert [(t["index"], t["state"]) for t in listed["turns"]] == [(1, "completed"), (2, "completed")]
+    assert listed["created_at"] > 0 and all(len(t["id"]) == 32 for t in listed["turns"])
     assert main(["sessions", "--store", store]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"{session_id}  (2 turns)") and "#2" in text
