@@ -47,9 +47,9 @@ _WRITE_BOUND = 10.0  # seconds a recording write may take at turn end
 class StoredToolCall:
     """One tool call of a stored turn (times are Unix seconds).
 
-    ``status`` is ``ok``, ``error`` (the tool reported an error), ``failed`` (the call
-    raised), ``aborted``, ``running`` (it never finished: the process died) or
-    ``unknown`` (a durable turn resumed after a crash and did not resend it).
+    ``status`` is a `ToolCallStatus` value (``ok``, ``error``: the tool reported an error,
+    ``denied``, ``cancelled``, ``timeout``, ``unavailable``) or ``unknown`` (in flight when
+    the process running a durable turn died, and not sent again).
     """
 
     turn_id: str
@@ -244,14 +244,8 @@ class SessionRecorder:
 
     def tool_call(self, turn: Turn, record: ToolCallRecord, result: CallToolResult | None) -> None:
         log = self._log(turn)
-        if record.ok:
-            status = "ok"
-        elif record.is_error:
-            status = "error"
-        elif record.error in ("aborted", "unknown"):
-            status = record.error
-        else:
-            status = "failed"
+        # "unknown": a durable turn resumed after a crash did not send this call again.
+        status = "unknown" if record.error == "unknown" else record.status.value
         log.calls.append(
             StoredToolCall(
                 turn_id=turn.id,

@@ -20,11 +20,20 @@ import anyio
 from dbos import DBOS, StepReservation
 from mcp_types import CallToolResult, TextContent
 
+from .._resource_tools import BUILTIN_SERVER
 from .._session_store import scrub
 from ..agent import AgentLoop, Message, Model, ModelError, ModelRequest, ModelResponse, ToolCall, ToolSpec
 from ..client import ToolCallError
 from ..headers import CodexRuntimeError
-from ..session import Session, ToolCallRecord, Turn, TurnAbortedError, TurnStateError
+from ..session import (
+    Session,
+    ToolCallDenied,
+    ToolCallRecord,
+    ToolCallStatus,
+    Turn,
+    TurnAbortedError,
+    TurnStateError,
+)
 
 __all__ = ["UNKNOWN_OUTCOME"]
 
@@ -81,6 +90,7 @@ class DurableLoop(AgentLoop):
         self._reserved: dict[str, tuple[StepReservation, StepReservation]] = {}
         self._resendable: set[str] = set()
         self._live: dict[str, CallToolResult] = {}
+        self._failures: dict[str, CodexRuntimeError] = {}
         self._ran: set[str] = set()
 
     async def _restore(self) -> None:
@@ -96,14 +106,18 @@ class DurableLoop(AgentLoop):
             self.reset()
 
     async def _catalog(self) -> tuple[ToolSpec, ...]:
-        tools = await self.session.list_tools()
-        self._resendable = {
-            t.name
-            for t in tools
-            if t.tool.annotations is not None
-            and (t.tool.annotations.read_only_hint or t.tool.annotations.idempotent_hint)
-        }
-        return tuple(ToolSpec(t.name, t.server, t.tool.name, t.description, t.input_schema) for t in tools)
+        specs = await super()._catalog()
+        # The session's tools are listed once per client (cached): their annotations say
+        # which calls may be sent again after a crash. The built-in resource tools only read.
+        tools = {t.name: t.tool for t in await self.session.list_tools()}
+        self._resendable = set()
+        for spec in specs:
+            hints = tools[spec.name].annotations if spec.name in tools else None
+            if spec.server == BUILTIN_SERVER or (
+                hints is not None and (hints.read_only_hint or hints.idempotent_hint)
+            ):
+                self._resendable.add(spec.name)
+        return specs
 
     async def _respond(self, request: ModelRequest) -> ModelResponse:
         data = await DBOS.run_step_async({"name": "model"}, self._model_step, request)
@@ -134,10 +148,15 @@ class DurableLoop(AgentLoop):
         token = await sent_step.run_async({"name": "tool-sent"}, _sent, self._run_token)
         data = await tool_step.run_async({"name": "tool"}, self._tool_step, turn, call, spec, token)
         live = self._live.pop(call.id, None)
+        failure = self._failures.pop(call.id, None)
         if call.id not in self._ran:
             self._record_replayed(turn, spec, call, data)
+        if failure is not None:
+            raise failure
         if live is not None:
             return live
+        if data.get("denied") is not None:
+            raise ToolCallDenied(spec.server, spec.tool, str(data["denied"]))
         if data.get("error") is not None:
             raise ToolCallError(spec.server, spec.tool, str(data["error"]))
         if data.get("unknown"):
@@ -151,11 +170,15 @@ class DurableLoop(AgentLoop):
             self._record_replayed(turn, spec, call, {"unknown": True, "started_at": started})
             return {"unknown": True, "started_at": started, "ended_at": time.time()}
         try:
-            result = await turn.call_tool(spec.server, spec.tool, call.arguments)
+            result = await super()._call_tool(turn, call, spec)
         except (TurnAbortedError, TurnStateError):
             raise
         except CodexRuntimeError as exc:
-            return {"error": str(exc), "started_at": started, "ended_at": time.time()}
+            self._failures[call.id] = exc
+            out: dict[str, Any] = {"error": str(exc), "started_at": started, "ended_at": time.time()}
+            if isinstance(exc, ToolCallDenied):
+                out["denied"] = exc.reason
+            return out
         self._live[call.id] = result
         dumped = result.model_dump(mode="json", by_alias=True, exclude_none=True)
         # What is kept is redacted like the session store (JSON text under secret keys).
@@ -170,6 +193,14 @@ class DurableLoop(AgentLoop):
             result = CallToolResult.model_validate(data["result"])
         is_error = bool(result is not None and result.is_error)
         error = "unknown" if unknown else data.get("error")
+        if unknown:
+            status = ToolCallStatus.CANCELLED
+        elif data.get("denied") is not None:
+            status = ToolCallStatus.DENIED
+        elif error is not None:
+            status = ToolCallStatus.UNAVAILABLE
+        else:
+            status = ToolCallStatus.ERROR if is_error else ToolCallStatus.OK
         record = ToolCallRecord(
             server=spec.server,
             tool=spec.tool,
@@ -179,6 +210,9 @@ class DurableLoop(AgentLoop):
             ok=result is not None and not is_error,
             is_error=is_error,
             error=error if error is None else str(error),
+            status=status,
+            call_id=call.id,
+            result=result,
         )
         turn._tool_calls.append(record)
         if recorder is not None:
