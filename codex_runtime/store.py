@@ -218,35 +218,52 @@ class SqliteStore:
 
     def _check_and_migrate(self, db: sqlite3.Connection, existed: bool) -> None:
         path = self.path
-        try:
-            app_id = db.execute("PRAGMA application_id").fetchone()[0]
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            raise ConfigError(
-                f"{path} is not a readable codex-runtime session store ({exc}); it was left "
-                "untouched: pass another path"
-            ) from None
-        if app_id != _APPLICATION_ID and (app_id != 0 or tables):
-            raise ConfigError(
-                f"{path} is an SQLite database of another program, not a codex-runtime session "
-                "store; it was left untouched: pass another path"
-            )
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"{path} was written by a newer codex-runtime (store schema {version}; this version "
-                f"reads up to {SCHEMA_VERSION}); upgrade codex-runtime or use another file"
-            )
-        if version == SCHEMA_VERSION:
+
+        def read() -> tuple[int, int, int]:
+            try:
+                app_id = db.execute("PRAGMA application_id").fetchone()[0]
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise ConfigError(
+                    f"{path} is not a readable codex-runtime session store ({exc}); it was left "
+                    "untouched: pass another path"
+                ) from None
+            return int(app_id), int(version), int(tables)
+
+        def check(app_id: int, version: int, tables: int) -> None:
+            if app_id != _APPLICATION_ID and (app_id != 0 or tables):
+                raise ConfigError(
+                    f"{path} is an SQLite database of another program, not a codex-runtime session "
+                    "store; it was left untouched: pass another path"
+                )
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"{path} was written by a newer codex-runtime (store schema {version}; this "
+                    f"version reads up to {SCHEMA_VERSION}); upgrade codex-runtime or use another file"
+                )
+
+        app_id, version, _ = read()
+        if app_id == _APPLICATION_ID and version == SCHEMA_VERSION:
             return
+        if app_id == _APPLICATION_ID:
+            check(app_id, version, 1)
+        # Anything else is decided under the write lock: another process may be creating or
+        # migrating the file right now. Nothing is written to a file that is refused.
         try:
             db.execute("BEGIN IMMEDIATE")
-            # Another process may have migrated it meanwhile.
-            version = db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(
+                f"{path} cannot be opened as a session store ({exc}); it was left untouched"
+            ) from None
+        try:
+            app_id, version, tables = read()
+            check(app_id, version, tables)
             for migrate in _MIGRATIONS[version:]:
                 migrate(db)
-            db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                db.execute(f"PRAGMA application_id={_APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
