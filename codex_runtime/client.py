@@ -976,19 +976,9 @@ class McpClient(ServerFeatures):
                     raise ServerUnavailableError(
                         self.name, f"tools/call {name!r}: session lost again after re-initializing"
                     ) from None
-                if exc.code == AUTH_FAILED:
-                    raise cast("AuthorizationError", _authorization_error(self.name, exc)) from None
-                if exc.code == TRANSPORT_FAILED:
-                    # Only this request failed (see `_IsolatingTransport`); the connection
-                    # stays, and the next request finds out whether the server is back.
-                    raise ServerUnavailableError(
-                        self.name, f"tools/call {name!r} could not be sent ({exc.message})"
-                    ) from None
-                if exc.code == CONNECTION_CLOSED:
-                    self._connection_closed(conn, exc)
-                    raise ServerUnavailableError(
-                        self.name, f"connection lost during tools/call {name!r} ({exc.message})"
-                    ) from None
+                unavailable = self._unanswered(conn, exc, f"tools/call {name!r}")
+                if unavailable is not None:
+                    raise unavailable from None
                 raise ToolCallError(self.name, name, exc.message, code=exc.code) from None
             except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise ServerUnavailableError(
@@ -1071,17 +1061,9 @@ class McpClient(ServerFeatures):
                     raise ServerUnavailableError(
                         self.name, f"{method}: session lost again after re-initializing"
                     ) from None
-                if exc.code == AUTH_FAILED:
-                    raise cast("AuthorizationError", _authorization_error(self.name, exc)) from None
-                if exc.code == TRANSPORT_FAILED:
-                    raise ServerUnavailableError(
-                        self.name, f"{method} could not be sent ({exc.message})"
-                    ) from None
-                if exc.code == CONNECTION_CLOSED:
-                    self._connection_closed(conn, exc)
-                    raise ServerUnavailableError(
-                        self.name, f"connection lost during {method} ({exc.message})"
-                    ) from None
+                unavailable = self._unanswered(conn, exc, method)
+                if unavailable is not None:
+                    raise unavailable from None
                 raise McpRequestError(self.name, method, exc.message, code=exc.code) from None
             except (httpx2.TransportError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
                 raise ServerUnavailableError(
@@ -1581,6 +1563,22 @@ class McpClient(ServerFeatures):
         if conn.sdk is not None and not self._closing:
             logger.warning("MCP server %r: the connection ended; the next call reconnects", self.name)
         conn.stop.set()
+
+    def _unanswered(self, conn: _Connection, exc: MCPError, what: str) -> ServerUnavailableError | None:
+        """The error for an `MCPError` that means no live server answered ``what``, else None.
+
+        An authorization failure, a request whose POST failed alone (see
+        `_IsolatingTransport`: the connection stays, and the next request finds out whether
+        the server is back), or a closed connection (retired here when it is stdio's).
+        """
+        if exc.code == AUTH_FAILED:
+            return cast("AuthorizationError", _authorization_error(self.name, exc))
+        if exc.code == TRANSPORT_FAILED:
+            return ServerUnavailableError(self.name, f"{what} could not be sent ({exc.message})")
+        if exc.code == CONNECTION_CLOSED:
+            self._connection_closed(conn, exc)
+            return ServerUnavailableError(self.name, f"connection lost during {what} ({exc.message})")
+        return None
 
     def _connection_closed(self, conn: _Connection, exc: MCPError) -> None:
         """Retire a stdio connection whose pipe closed, so that the next call restarts the server.
