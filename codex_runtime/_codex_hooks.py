@@ -38,6 +38,7 @@ import anyio.abc
 import attrs
 
 from ._server_config import ConfigError
+from ._server_config import value_kind as _kind
 from ._tool_hooks import PromptDecision, StopDecision, ToolCallRequest, ToolDecision
 from ._turn_model import HookPhase, ToolCallRecord, TurnOutcome
 from .headers import CodexRuntimeError
@@ -136,20 +137,6 @@ class CommandHook:
 
 
 # --------------------------------------------------------------------------- loading
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
 
 
 def parse_hook_events(

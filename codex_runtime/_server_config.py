@@ -270,3 +270,18 @@ class ServerConfig:
             f"ServerConfig(name={self.name!r}, {target}{flags}, headers=Headers({headers!r}), "
             f"protocol={self.protocol!r}, header_delivery={self.header_delivery!r})"
         )
+
+
+def value_kind(value: object) -> str:
+    """A value's type in the words of the configuration formats (never the value)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"

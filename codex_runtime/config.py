@@ -36,6 +36,7 @@ import attrs
 from ._codex_hooks import CodexHooks, hooks_for_config
 from ._model_providers import ModelSettings, load_model_settings
 from ._server_config import ConfigError, ServerConfig
+from ._server_config import value_kind as _kind
 from .auth import OAuth, default_token_store
 from .headers import Headers, InvalidHeaderError, is_protected
 
@@ -376,21 +377,6 @@ class _Server:
             if not isinstance(item, str):
                 raise self.error(f"{key}[{item_key!r}]", f"must be a string, not {_kind(item)}")
         return dict(value)
-
-
-def _kind(value: object) -> str:
-    """A value's type in the words of the configuration formats (never the value)."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a table"
-    return f"a {type(value).__name__}"
 
 
 def _build_server(
