@@ -69,3 +69,26 @@ def report_unresolved(unresolved: Mapping[str, Any]) -> None:
     for name, error in unresolved.items():
         tag = "required server" if error.required else "server"
         sys.stderr.write(f"codex-runtime: {tag} {name!r} cannot start: {error}\n")
+
+
+def server_rows(
+    servers: list[Any],
+    startup_errors: Mapping[str, BaseException],
+    unresolved: Mapping[str, Any],
+    rows: dict[str, dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
+    """Every server's row, in configuration order, then the servers that could not be resolved.
+
+    ``rows`` holds the servers a command reached; a server that failed to start, or never
+    started because a required one failed, or whose settings could not be resolved gets
+    an ``ok: False`` row saying why.
+    """
+    for cfg in servers:
+        error = startup_errors.get(cfg.name)
+        if error is not None:
+            rows[cfg.name] = {"ok": False, "error": str(error), "required": cfg.required}
+        elif cfg.name not in rows:
+            rows[cfg.name] = {"ok": False, "error": "not started (a required server failed)"}
+    for name, unresolved_error in unresolved.items():
+        rows[name] = {"ok": False, "error": str(unresolved_error), "required": unresolved_error.required}
+    return {cfg.name: rows[cfg.name] for cfg in servers} | {name: rows[name] for name in unresolved}

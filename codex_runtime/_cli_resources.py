@@ -14,7 +14,14 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from ._cli_config import CONFIG_HELP, NoConfigFile, config_path, load_servers, report_unresolved
+from ._cli_config import (
+    CONFIG_HELP,
+    NoConfigFile,
+    config_path,
+    load_servers,
+    report_unresolved,
+    server_rows,
+)
 
 __all__ = ["COMMANDS", "add_commands"]
 
@@ -172,17 +179,10 @@ async def _each_server(
                     rows[cfg.name] = {"ok": False, "error": str(exc)}
     except ServerUnavailableError:
         required_failed = True
-    for cfg in servers:
-        error = session.startup_errors.get(cfg.name)
-        if error is not None:
-            rows[cfg.name] = {"ok": False, "error": str(error), "required": cfg.required}
-        elif cfg.name not in rows:
-            rows[cfg.name] = {"ok": False, "error": "not started (a required server failed)"}
-    for name, unresolved_error in unresolved.items():
-        rows[name] = {"ok": False, "error": str(unresolved_error), "required": False}
+    # Every unresolved server left here is optional: a required one returned above.
+    ordered = server_rows(servers, session.startup_errors, unresolved, rows)
     if required_failed:
         sys.stderr.write("codex-runtime: a required server failed to start\n")
-    ordered = {cfg.name: rows[cfg.name] for cfg in servers} | {name: rows[name] for name in unresolved}
     return (EXIT_FAILED if required_failed else EXIT_OK), ordered
 
 

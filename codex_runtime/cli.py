@@ -22,7 +22,14 @@ import anyio
 import anyio.abc
 
 from . import _cli_resources, _cli_store
-from ._cli_config import CONFIG_HELP, NoConfigFile, config_path, load_servers, report_unresolved
+from ._cli_config import (
+    CONFIG_HELP,
+    NoConfigFile,
+    config_path,
+    load_servers,
+    report_unresolved,
+    server_rows,
+)
 from ._version import __version__
 
 if TYPE_CHECKING:  # the SDK, its HTTP client and the agent stack load when a command needs them
@@ -524,15 +531,7 @@ async def _tools(args: argparse.Namespace, out: TextIO) -> int:
             await _list_tools(session, servers, rows)
     except ServerUnavailableError:
         required_failed = True
-    for cfg in servers:
-        error = session.startup_errors.get(cfg.name)
-        if error is not None:
-            rows[cfg.name] = {"ok": False, "error": str(error), "required": cfg.required}
-        elif cfg.name not in rows:
-            rows[cfg.name] = {"ok": False, "error": "not started (a required server failed)"}
-    for name, unresolved_error in unresolved.items():
-        rows[name] = {"ok": False, "error": str(unresolved_error), "required": unresolved_error.required}
-    ordered = {cfg.name: rows[cfg.name] for cfg in servers} | {name: rows[name] for name in unresolved}
+    ordered = server_rows(servers, session.startup_errors, unresolved, rows)
     started = any(row["ok"] for row in ordered.values())
     code = EXIT_FAILED if required_failed or not started else EXIT_OK
     if required_failed:
