@@ -137,8 +137,15 @@ def _endpoint(url: str | None) -> tuple[str | None, int | None]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _span_attributes(server: str, tool: str, transport: str, url: str | None) -> Mapping[str, Any]:
-    # Computed once per server and tool, shared by their spans (the SDK copies them).
+def _span_attributes(
+    server: str,
+    tool: str,
+    transport: str,
+    url: str | None,
+    connection: tuple[str | None, str | None] | None = None,
+) -> Mapping[str, Any]:
+    # Computed once per server, tool and connection, shared by their spans (the SDK
+    # copies them).
     address, port = _endpoint(url)
     attributes: dict[str, Any] = {
         "mcp.server.name": server,
@@ -155,6 +162,12 @@ def _span_attributes(server: str, tool: str, transport: str, url: str | None) ->
         attributes["server.address"] = address
     if port is not None:
         attributes["server.port"] = port
+    if connection is not None:
+        protocol_version, session_id = connection
+        if protocol_version:
+            attributes["mcp.protocol.version"] = protocol_version
+        if session_id:
+            attributes["mcp.session.id"] = session_id
     return MappingProxyType(attributes)
 
 
@@ -176,7 +189,12 @@ _NO_SPAN: AbstractContextManager[Span] = nullcontext(INVALID_SPAN)
 
 
 def tool_call_span(
-    server: str, tool: str, *, transport: str, url: str | None
+    server: str,
+    tool: str,
+    *,
+    transport: str,
+    url: str | None,
+    connection: tuple[str | None, str | None] | None = None,
 ) -> AbstractContextManager[Span]:
     """An INTERNAL span ``execute_tool {tool}`` around one tool call, current while it runs.
 
@@ -185,46 +203,58 @@ def tool_call_span(
     ``gen_ai.tool.call.id`` for a call of a turn: its ``call_id``), with the MCP conventions'
     attributes merged in (``mcp.method.name``, ``network.transport``,
     ``network.protocol.name``, ``server.address``, ``server.port``; ``mcp.protocol.version``
-    and, in the legacy era, ``mcp.session.id`` via `record_connection`; on failure
-    ``error.type`` — the JSON-RPC error code, or ``tool_error`` via `record_tool_result` —
-    with status ``ERROR``), plus this package's ``mcp.server.name``, ``tool.name`` and
-    ``mcp.transport``. The SDK's own CLIENT span ``MCP send tools/call {tool}`` is its child.
-    Without a recording tracer provider it is a shared no-op (`INVALID_SPAN`).
+    and, in the legacy era, ``mcp.session.id`` — from ``connection``, the connection's
+    (protocol version, legacy session id) when known before the call, else via
+    `record_connection`; on failure ``error.type`` — the JSON-RPC error code, or
+    ``tool_error`` via `record_tool_result` — with status ``ERROR``), plus this package's
+    ``mcp.server.name``, ``tool.name`` and ``mcp.transport``. The SDK's own CLIENT span
+    ``MCP send tools/call {tool}`` is its child. Without a recording tracer provider it is
+    a shared no-op (`INVALID_SPAN`).
     """
     active = active_tracer()
     if active is None:
         return _NO_SPAN
-    return _tool_call_span(active, server, tool, transport, url)
-
-
-@contextmanager
-def _tool_call_span(
-    active: trace.Tracer, server: str, tool: str, transport: str, url: str | None
-) -> Iterator[Span]:
-    attributes = _span_attributes(server, tool, transport, url)
+    attributes = _span_attributes(server, tool, transport, url, connection)
     call_id = _TOOL_CALL_ID.get()
     if call_id is not None:
         attributes = {**attributes, "gen_ai.tool.call.id": call_id}
-    with active.start_as_current_span(
-        tool_span_name(tool),
-        kind=SpanKind.INTERNAL,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as span:
+    span = active.start_span(tool_span_name(tool), kind=SpanKind.INTERNAL, attributes=attributes)
+    return _CurrentSpan(span)
+
+
+class _CurrentSpan:
+    """Make ``span`` current for a block, mark its failure, end it (one object, no generators)."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self._token: object = None
+
+    def __enter__(self) -> Span:
+        self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        span = self._span
         try:
-            yield span
-        except BaseException as exc:
-            code = getattr(exc, "code", None)
-            if isinstance(code, int) and not isinstance(code, bool):
-                # A JSON-RPC error: the MCP conventions want its code and message.
-                span.set_attribute("error.type", str(code))
-                span.set_attribute("rpc.response.status_code", str(code))
-                span.set_status(Status(StatusCode.ERROR, str(getattr(exc, "reason", exc))))
-            else:
-                span.set_attribute("error.type", type(exc).__qualname__)
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
+            if exc is not None:
+                _record_failure(span, exc)
+        finally:
+            otel_context.detach(self._token)  # type: ignore[arg-type]
+            span.end()
+
+
+def _record_failure(span: Span, exc: BaseException) -> None:
+    code = getattr(exc, "code", None)
+    if isinstance(code, int) and not isinstance(code, bool):
+        # A JSON-RPC error: the MCP conventions want its code and message.
+        span.set_attribute("error.type", str(code))
+        span.set_attribute("rpc.response.status_code", str(code))
+        span.set_status(Status(StatusCode.ERROR, str(getattr(exc, "reason", exc))))
+    else:
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
 
 def record_connection(span: Span, protocol_version: str | None, session_id: str | None) -> None:

@@ -38,6 +38,7 @@ from mcp.shared.message import SessionMessage
 from mcp_types import (
     CONNECTION_CLOSED,
     INVALID_PARAMS,
+    REQUEST_TIMEOUT,
     CallToolResult,
     Implementation,
     RequestParamsMeta,
@@ -58,7 +59,6 @@ from ._context import (
     request_headers,
 )
 from ._handlers import (
-    _CALL_SCOPE,
     ClientHandlers,
     ProgressCallback,
     ServerRequest,
@@ -150,60 +150,138 @@ _DEFAULT_READ_TIMEOUT = 300.0
 # Added to a tools/call's own timeout to get the read timeout of its HTTP request: the
 # call's deadline, not the transport, decides when a slow tool has taken too long.
 _READ_TIMEOUT_MARGIN = 5.0
+# The message of the error the SDK raises when a request's own clock (its
+# ``read_timeout_seconds``) ran out, as opposed to a server's error with the same code.
+_SDK_TIMEOUT_MESSAGE = "Request 'tools/call' timed out"
 
 T = TypeVar("T")
 HeaderValue = str | Callable[[], str]
 MetaValue = Any
 
 
-#: JSON-RPC error code of the answer `_IsolatingTransport` makes up for a failed POST.
+#: JSON-RPC error code of the answer `_McpTransport` makes up for a failed POST.
 TRANSPORT_FAILED = -32099
 #: JSON-RPC error code of the answer `_AuthorizingClient` makes up for a refused request.
 AUTH_FAILED = -32098
 
 
-class _IsolatingTransport(httpx2.AsyncBaseTransport):
-    """Confine a transport failure of one POST to the one message it carried.
+class _McpTransport(httpx2.AsyncBaseTransport):
+    """The HTTP transport of one `McpClient`: every layer it adds to the SDK's requests.
 
-    The SDK lets an exception of any POST (a refused connection, a keep-alive connection
-    the server just closed) escape its POST writer, which ends the writer for good and
-    fails every call in flight on the connection. Instead, a JSON-RPC request whose POST
-    fails before any response arrives gets a made-up JSON-RPC error answer (code
-    `TRANSPORT_FAILED`), which the SDK hands to that request's caller alone; the request
-    is not resent, as whether the server saw it is unknown. A message that expects no
-    answer (a notification such as ``notifications/cancelled``, or a response to a server
-    request) is lost, as a notification may be: it gets a made-up ``202 Accepted``. The
-    GET stream and DELETE fail as before.
+    One wrapper around the real transport, so that a request pays for one extra call, not
+    for a request hook, a response hook and a wrapper each. For each request to the MCP
+    endpoint it:
+
+    - adds the sending task's turn and call headers and read timeout (`_Request`), when
+      the request is the one the task sent (the same JSON-RPC method);
+    - adds the W3C ``traceparent``/``tracestate`` of the span current in the sending task
+      (the SDK sends each message in its sender's context);
+    - shows the request to the client's ``on_request`` observer;
+    - confines a transport failure of one POST to the one message it carried: a JSON-RPC
+      request whose POST fails before any response arrives gets a made-up JSON-RPC error
+      answer (code `TRANSPORT_FAILED`), which the SDK hands to that request's caller
+      alone, instead of the exception ending the SDK's POST writer and every call in
+      flight; the request is not resent, as whether the server saw it is unknown. A
+      message that expects no answer (a notification such as ``notifications/cancelled``,
+      or a response to a server request) is lost, as a notification may be: it gets a
+      made-up ``202 Accepted``. The GET stream and DELETE fail as before;
+    - records what the SDK's errors leave out: a ``404`` to a POST that carried an
+      ``mcp-session-id`` (the legacy session is lost; see `_Request.session_lost`), and
+      the statuses and session id seen while connecting;
+    - with ``refuse`` (no auth provider, which would otherwise answer challenges itself),
+      turns a final ``401``/``403`` to a POST into a JSON-RPC error answer for that
+      request alone (see `_refusal_of`).
+
+    Requests of an OAuth flow (to the authorization server) go out untouched.
     """
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx2.AsyncBaseTransport, client: McpClient, *, refuse: bool) -> None:
         self._inner = inner
+        self._client = client
+        self._refuse = refuse
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        try:
+        client = self._client
+        if client._config.auth is not None and not client._is_endpoint(request.url):
+            # A request of the auth flow (metadata, registration, token): it goes to the
+            # authorization server as the SDK built it, with none of the MCP layers.
             return await self._inner.handle_async_request(request)
+        headers = request.headers
+        sent = _REQUEST.get()
+        if sent is not None:
+            if sent.client is client and _carries_method(request, sent.marker):
+                for name, value in sent.http.items():
+                    headers[name] = value
+                if sent.read_timeout is not None:
+                    timeouts = dict(request.extensions.get("timeout") or {})
+                    timeouts["read"] = sent.read_timeout
+                    request.extensions["timeout"] = timeouts
+            else:
+                sent = None  # some other message sent from the same task
+        carrier: dict[str, str] = {}
+        inject_trace_headers(carrier)
+        for name, value in carrier.items():
+            headers[name] = value
+        if client._request_observer is not None:
+            await client._observe_request(request)
+        try:
+            response = await self._inner.handle_async_request(request)
         except httpx2.TransportError as exc:
             if request.method != "POST":
                 raise
-            request_id = _body_request_id(request)
-            if request_id is None:
-                logger.warning(
-                    "MCP message %s could not be sent and is lost (%s)",
-                    _body_method(request) or "(a response)",
-                    _describe(exc),
-                )
-                return httpx2.Response(202, request=request)
-            error = {
-                "code": TRANSPORT_FAILED,
-                "message": f"the request failed in transport: {_describe(exc)}",
-            }
-            body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
-            return httpx2.Response(
-                502, headers={"content-type": "application/json"}, content=body, request=request
-            )
+            return _transport_failure(request, exc)
+        status = response.status_code
+        connecting = _CONNECTING.get()
+        if connecting is not None and not connecting.ready.is_set():
+            connecting.connect_statuses.append(status)
+            session_id = response.headers.get("mcp-session-id")
+            if session_id:
+                connecting.session_id = session_id
+        if status < 400:
+            return response
+        if status == 404 and sent is not None and request.method == "POST" and "mcp-session-id" in headers:
+            sent.session_lost = True
+        elif self._refuse and (status == 401 or status == 403) and request.method == "POST":
+            return await _refusal_of(request, response)
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+@functools.lru_cache(maxsize=64)
+def _method_marker(method: str) -> bytes:
+    """How a JSON-RPC request of ``method`` spells its method in the body the SDK sends."""
+    return b'"method":' + json.dumps(method).encode()
+
+
+def _carries_method(request: httpx2.Request, marker: bytes) -> bool:
+    """Whether the JSON-RPC message in ``request``'s body is a request with `_method_marker`.
+
+    A look at the head of the body instead of parsing it: the SDK writes compact JSON
+    with ``jsonrpc``, ``id`` and ``method`` first, and a string value elsewhere cannot
+    hold the marker (its quotes would be escaped).
+    """
+    try:
+        content = request.content
+    except httpx2.RequestNotRead:
+        return False
+    return content.find(marker, 0, 256) >= 0
+
+
+def _transport_failure(request: httpx2.Request, exc: httpx2.TransportError) -> httpx2.Response:
+    """The made-up answer to a POST that failed in transport (see `_McpTransport`)."""
+    request_id = _body_request_id(request)
+    if request_id is None:
+        logger.warning(
+            "MCP message %s could not be sent and is lost (%s)",
+            _body_method(request) or "(a response)",
+            _describe(exc),
+        )
+        return httpx2.Response(202, request=request)
+    error = {"code": TRANSPORT_FAILED, "message": f"the request failed in transport: {_describe(exc)}"}
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+    return httpx2.Response(502, headers={"content-type": "application/json"}, content=body, request=request)
 
 
 def _body_request_id(request: httpx2.Request) -> str | int | None:
@@ -323,12 +401,13 @@ def _authorization_error(server: str, exc: BaseException) -> AuthorizationError 
 
 
 class _AuthorizingClient(httpx2.AsyncClient):
-    """An HTTP client that turns a refused JSON-RPC request into a JSON-RPC error answer.
+    """An HTTP client with an auth provider that turns a refused JSON-RPC request into a
+    JSON-RPC error answer (without a provider, `_McpTransport` does it).
 
-    A final HTTP 401/403 (no auth configured, or the provider could not satisfy the
-    challenge) and a failed auth flow (`AuthFlowFailed`) become an answer with code
-    `AUTH_FAILED` and the status, scheme and scope in its ``data``, which the SDK hands to
-    that request's caller alone; the connection stays. Other requests (the legacy GET
+    A final HTTP 401/403 (the provider could not satisfy the challenge) and a failed auth
+    flow (`AuthFlowFailed`) become an answer with code `AUTH_FAILED` and the status,
+    scheme and scope in its ``data``, which the SDK hands to that request's caller alone;
+    the connection stays. Other requests (the legacy GET
     stream, DELETE) get a plain 401.
     """
 
@@ -350,16 +429,21 @@ class _AuthorizingClient(httpx2.AsyncClient):
             return _refusal(request, 401, None, None, message)
         if response.status_code not in (401, 403) or request.method != "POST":
             return response
-        with anyio.CancelScope(shield=True):
-            await response.aclose()
-        scheme, scope = parse_www_authenticate(response.headers.get("www-authenticate"))
-        status = response.status_code
-        challenge = response.headers.get("www-authenticate") or ""
-        if status == 401:
-            reason = "authorization required"
-        else:
-            reason = "insufficient scope" if "insufficient_scope" in challenge else "forbidden"
-        return _refusal(request, status, scheme, scope, f"HTTP {status}: {reason}")
+        return await _refusal_of(request, response)
+
+
+async def _refusal_of(request: httpx2.Request, response: httpx2.Response) -> httpx2.Response:
+    """The answer that replaces a final ``401``/``403`` to a POST (see `_refusal`)."""
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+    challenge = response.headers.get("www-authenticate")
+    scheme, scope = parse_www_authenticate(challenge)
+    status = response.status_code
+    if status == 401:
+        reason = "authorization required"
+    else:
+        reason = "insufficient scope" if "insufficient_scope" in (challenge or "") else "forbidden"
+    return _refusal(request, status, scheme, scope, f"HTTP {status}: {reason}")
 
 
 def _refusal(
@@ -428,40 +512,40 @@ class _TurnEntry:
         return resolved
 
 
-@attrs.frozen
-class _Plan:
-    """What the calling task's next request of ``method`` carries, resolved in that task.
+class _Request:
+    """One request a caller sends through an `McpClient`, as its HTTP layer must treat it.
 
-    ``read_timeout`` (seconds) replaces the HTTP client's read timeout for that request,
-    so a call allowed to run longer than the default is not cut off by the transport.
+    Set in the sending task's context around the request (the SDK sends each message in
+    its sender's context, so `_McpTransport` finds it). ``http``: the turn and call
+    headers, resolved in the calling task. ``read_timeout`` (seconds) replaces the HTTP
+    client's read timeout for that request, so a call allowed to run longer than the
+    default is not cut off by the transport. ``scope``: the call it belongs to, for
+    server requests that arrive while it runs. ``session_lost``, set by the transport:
+    the server answered ``404`` to it although it carried an ``mcp-session-id`` (legacy
+    era): the server no longer knows the session, and did not run the request.
     """
 
-    client: McpClient
-    method: str
-    http: Mapping[str, str]
-    read_timeout: float | None = None
+    __slots__ = ("client", "http", "marker", "method", "read_timeout", "scope", "session_lost")
+
+    def __init__(
+        self,
+        client: McpClient,
+        method: str,
+        http: Mapping[str, str],
+        read_timeout: float | None = None,
+        scope: _CallScope | None = None,
+    ) -> None:
+        self.client = client
+        self.method = method
+        self.marker = _method_marker(method)
+        self.http = http
+        self.read_timeout = read_timeout
+        self.scope = scope
+        self.session_lost = False
 
 
-_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("codex_runtime_plan", default=None)
-
-
-@attrs.define
-class _Attempt:
-    """What the HTTP layer saw of one attempt at a request of ``method``, for its sender.
-
-    The SDK sends a request from a task that inherits the sender's context, so the
-    response hook finds this object and records facts that the SDK's error leaves out.
-    ``session_lost``: the server answered ``404`` to the request although it carried an
-    ``mcp-session-id`` (legacy era): the server no longer knows the session, and did not
-    run the request.
-    """
-
-    method: str
-    session_lost: bool = False
-
-
-_ATTEMPT: contextvars.ContextVar[_Attempt | None] = contextvars.ContextVar(
-    "codex_runtime_attempt", default=None
+_REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
+    "codex_runtime_request", default=None
 )
 # Set in a connection's owner task while it connects. The SDK's own tasks (the POST
 # writer, the legacy GET stream) inherit it, so the response hook only records a status
@@ -488,18 +572,27 @@ class _Connection:
         self.closed = anyio.Event()
         self.stop = anyio.Event()
         # Cancels the owner task: used when a connection attempt is abandoned (startup
-        # timeout, cancelled caller) or does not close in time.
-        self.scope = anyio.CancelScope()
+        # timeout, cancelled caller) or does not close in time. Shielded: the connection
+        # ends only through it or `stop` (`McpClient.aclose` uses both), never because
+        # the task that opened the client is cancelled, and every cancellation check in
+        # the SDK's tasks stops here instead of walking up through the caller's scopes.
+        self.scope = anyio.CancelScope(shield=True)
         self.error: BaseException | None = None
         self.started_at = time.monotonic()
         self.connect_statuses: list[int] = []
         self.session_id: str | None = None  # the legacy era's Mcp-Session-Id
+        self._facts: tuple[str | None, str | None] | None = None
 
     def trace_facts(self) -> tuple[str | None, str | None]:
         """(negotiated protocol version, legacy session id) for tool call spans."""
-        version = self.sdk.session.protocol_version if self.sdk is not None else None
-        legacy = version is not None and version not in MODERN_PROTOCOL_VERSIONS
-        return version, self.session_id if legacy else None
+        facts = self._facts
+        if facts is None:
+            version = self.sdk.session.protocol_version if self.sdk is not None else None
+            legacy = version is not None and version not in MODERN_PROTOCOL_VERSIONS
+            facts = (version, self.session_id if legacy else None)
+            if version is not None:
+                self._facts = facts  # fixed for the connection's life once negotiated
+        return facts
 
     @property
     def tools(self) -> list[Tool] | None:
@@ -524,21 +617,25 @@ class _Connection:
         try:
             yield
         finally:
-            self.inflight -= 1
-            if self.retired and self.inflight == 0:
-                self.stop.set()
+            self.done()
+
+    def done(self) -> None:
+        """One request in flight has ended (see `in_use`)."""
+        self.inflight -= 1
+        if self.retired and self.inflight == 0:
+            self.stop.set()
 
     @contextmanager
-    def scoped(self, scope: _CallScope) -> Iterator[None]:
+    def scoped(self, request: _Request) -> Iterator[None]:
         """Count a caller's request in flight, with the call it belongs to."""
-        token = _CALL_SCOPE.set(scope)
+        scope = request.scope
+        assert scope is not None
         self.scopes.append(scope)
         try:
             with self.in_use():
                 yield
         finally:
             self.scopes.remove(scope)
-            _CALL_SCOPE.reset(token)
 
     def retire(self) -> None:
         """Take no new requests; close once the requests in flight have their answers.
@@ -896,8 +993,11 @@ class McpClient(ServerFeatures):
 
         ``headers`` are call-scoped (on top of any `request_headers` block); ``meta``
         entries go into ``params._meta``. ``on_progress(progress, total, message)``
-        (sync or async) is called for each progress notification of the call. A tool
-        that reports failure returns a result
+        (sync or async) is called for each progress notification of the call.
+        ``timeout`` (default: the server's ``tool_timeout``) bounds the wait for the
+        server's answer: it runs from the moment the request is written, for each
+        input-required round, and stops while the client waits on a person (an
+        elicitation). A tool that reports failure returns a result
         with ``isError`` set. Raises `InvalidHeaderError` (before anything is sent),
         `ToolCallError` (refused by the server, a disabled tool, or a tool the server
         does not list), `ToolTimeoutError` (the server is told to cancel the call), or
@@ -922,59 +1022,76 @@ class McpClient(ServerFeatures):
         # Resolve now, in the calling task, so bad values raise before anything is sent.
         http, request_meta = self._resolve("tools/call", call_headers, caller_meta)
         args = dict(arguments) if arguments is not None else None
-        read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
-        plan = _Plan(self, "tools/call", http, read_timeout)
-        scope = _CallScope(self, _TURN_ID.get(), name, "tools/call")
+        finite = math.isfinite(timeout)
+        request = _Request(
+            self,
+            "tools/call",
+            http,
+            timeout + _READ_TIMEOUT_MARGIN if finite else None,
+            _CallScope(self, _TURN_ID.get(), name, "tools/call"),
+        )
         progress = progress_adapter(self.name, on_progress) if on_progress is not None else None
 
-        with tool_call_span(self.name, name, transport=self._config.transport, url=self._config.url) as span:
-            conn = self._conn
-            if conn is None or not conn.alive:
-                conn = await self._get_connection()
-            if conn.tools_stale or not _lists(conn, name):
-                conn = await self._check_listed(conn, name)
-            if span.is_recording():
-                record_connection(span, *conn.trace_facts())
-            try:
-                # A bare cancel scope with a deadline (what `fail_after` wraps, without its
-                # generator layer): when it absorbed its own deadline, the call timed out.
-                with anyio.CancelScope(deadline=anyio.current_time() + timeout):
-                    result = await self._send_call(conn, plan, name, args, request_meta, scope, progress)
-                    record_tool_result(span, result)
-                    return result
-            except TimeoutError:
-                pass
-            raise ToolTimeoutError(
-                self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
-            ) from None
+        conn = self._conn
+        ready = conn is not None and conn.alive and not conn.tools_stale and _lists(conn, name)
+        facts = conn.trace_facts() if ready and conn is not None else None
+        cfg = self._config
+        with tool_call_span(self.name, name, transport=cfg.transport, url=cfg.url, connection=facts) as span:
+            if not ready:
+                # Connecting or checking the listing belongs to the call's span too.
+                if conn is None or not conn.alive:
+                    conn = await self._get_connection()
+                if conn.tools_stale or not _lists(conn, name):
+                    conn = await self._check_listed(conn, name)
+                if span.is_recording():
+                    record_connection(span, *conn.trace_facts())
+            assert conn is not None
+            result = await self._send_call(
+                conn, request, name, args, request_meta, progress, timeout if finite else None
+            )
+            record_tool_result(span, result)
+            return result
 
     async def _send_call(
         self,
         conn: _Connection,
-        plan: _Plan,
+        request: _Request,
         name: str,
         args: dict[str, Any] | None,
         meta: dict[str, Any],
-        scope: _CallScope,
         progress: ProgressFnT | None,
+        timeout: float | None,
     ) -> CallToolResult:
+        # The deadline is the SDK's own request clock (``read_timeout_seconds``): it runs
+        # from the moment the request is written until its answer, per input round, and
+        # stops while the client waits on a person (an elicitation); on expiry the SDK
+        # tells the server to cancel. No second cancel scope per call.
         for attempt in (1, 2):
             sdk = conn.sdk
             assert sdk is not None
-            token = _PLAN.set(plan)
-            seen = _Attempt("tools/call")
-            seen_token = _ATTEMPT.set(seen)
+            token = _REQUEST.set(request)
+            scope = request.scope
+            assert scope is not None
+            used = conn  # `conn` may be replaced below, by the recovered connection
+            used.scopes.append(scope)
+            used.inflight += 1
             try:
-                with conn.scoped(scope):
-                    return await sdk.call_tool(name, args, progress_callback=progress, meta=_sdk_meta(meta))
+                return await sdk.call_tool(
+                    name, args, timeout, progress_callback=progress, meta=_sdk_meta(meta)
+                )
             except MCPError as exc:
-                if seen.session_lost:
+                if request.session_lost:
                     if attempt == 1:
                         # The server refused the request before running it: safe to resend.
+                        request.session_lost = False
                         conn = await self._recover(conn)
                         continue
                     raise ServerUnavailableError(
                         self.name, f"tools/call {name!r}: session lost again after re-initializing"
+                    ) from None
+                if exc.code == REQUEST_TIMEOUT and exc.message == _SDK_TIMEOUT_MESSAGE:
+                    raise ToolTimeoutError(
+                        self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
                     ) from None
                 unavailable = self._unanswered(conn, exc, f"tools/call {name!r}")
                 if unavailable is not None:
@@ -1010,8 +1127,9 @@ class McpClient(ServerFeatures):
                     f"call_tool({name!r}): arguments and meta must be JSON values ({exc})"
                 ) from None
             finally:
-                _ATTEMPT.reset(seen_token)
-                _PLAN.reset(token)
+                _REQUEST.reset(token)
+                used.scopes.remove(scope)
+                used.done()
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_request(
@@ -1039,23 +1157,21 @@ class McpClient(ServerFeatures):
         call_headers = self._call_layer(headers)
         http, request_meta = self._resolve(method, call_headers, dict(meta) if meta else {})
         read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
-        plan = _Plan(self, method, http, read_timeout)
-        scope = _CallScope(self, _TURN_ID.get(), None, method)
+        request = _Request(self, method, http, read_timeout, _CallScope(self, _TURN_ID.get(), None, method))
         conn = await self._get_connection()
         for attempt in (1, 2):
             sdk = conn.sdk
             assert sdk is not None
-            token = _PLAN.set(plan)
-            seen = _Attempt(method)
-            seen_token = _ATTEMPT.set(seen)
+            token = _REQUEST.set(request)
             try:
-                with anyio.fail_after(timeout), conn.scoped(scope):
+                with anyio.fail_after(timeout), conn.scoped(request):
                     return await send(sdk, _sdk_meta(request_meta))
             except TimeoutError:
                 raise ServerUnavailableError(self.name, f"{method}: no answer within {timeout:g} s") from None
             except MCPError as exc:
-                if seen.session_lost:
+                if request.session_lost:
                     if attempt == 1:
+                        request.session_lost = False
                         conn = await self._recover(conn)
                         continue
                     raise ServerUnavailableError(
@@ -1081,8 +1197,7 @@ class McpClient(ServerFeatures):
                     raise
                 raise TypeError(f"{method}: arguments and meta must be JSON values ({exc})") from None
             finally:
-                _ATTEMPT.reset(seen_token)
-                _PLAN.reset(token)
+                _REQUEST.reset(token)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _live_session(self) -> ClientSession | None:
@@ -1132,8 +1247,7 @@ class McpClient(ServerFeatures):
         # It outlives the task that subscribed: no turn, call headers or span of that task.
         _reset_for_owner_task()
         clean_otel_context()
-        _PLAN.set(None)
-        _CALL_SCOPE.set(None)
+        _REQUEST.set(None)
         with scope:
             try:
                 conn = await self._get_connection()
@@ -1155,7 +1269,8 @@ class McpClient(ServerFeatures):
 
     def _scope_of_server_request(self, fallback: bool) -> _CallScope | None:
         """The call a server request belongs to, when that is certain (see `ServerRequest`)."""
-        scope = _CALL_SCOPE.get()
+        request = _REQUEST.get()
+        scope = request.scope if request is not None else None
         if scope is not None and scope.owner is self:
             return scope
         if not fallback or not self._is_stdio:
@@ -1250,33 +1365,15 @@ class McpClient(ServerFeatures):
             meta["extra_headers"] = extra
         return http, meta
 
-    async def _on_request(self, request: httpx2.Request) -> None:
-        """httpx2 request hook: runs in the sending task's context, right before sending."""
-        if self._config.auth is not None and not self._is_endpoint(request.url):
-            # A request of the auth flow (metadata, registration, token): it goes to the
-            # authorization server as the SDK built it, with none of the MCP layers.
-            return
-        plan = _PLAN.get()
-        if plan is not None and plan.client is self:
-            method = request.headers.get("mcp-method") or _body_method(request)
-            if method == plan.method:
-                for name, value in plan.http.items():
-                    request.headers[name] = value
-                if plan.read_timeout is not None:
-                    timeouts = dict(request.extensions.get("timeout") or {})
-                    timeouts["read"] = plan.read_timeout
-                    request.extensions["timeout"] = timeouts
-        carrier: dict[str, str] = {}
-        inject_trace_headers(carrier)
-        for name, value in carrier.items():
-            request.headers[name] = value
-        if self._request_observer is not None:
-            try:
-                await self._request_observer(request)
-            except Exception:
-                # An exception here would tear down the whole connection (the SDK's
-                # transport task group): an observer's bug must cost only its output.
-                logger.warning("MCP server %r: on_request observer failed", self.name, exc_info=True)
+    async def _observe_request(self, request: httpx2.Request) -> None:
+        """Show a request to the ``on_request`` observer, after every layer was added."""
+        assert self._request_observer is not None
+        try:
+            await self._request_observer(request)
+        except Exception:
+            # An exception here would tear down the whole connection (the SDK's
+            # transport task group): an observer's bug must cost only its output.
+            logger.warning("MCP server %r: on_request observer failed", self.name, exc_info=True)
 
     def _is_endpoint(self, url: httpx2.URL) -> bool:
         endpoint = self._endpoint
@@ -1288,24 +1385,6 @@ class McpClient(ServerFeatures):
             and url.port == endpoint.port
             and url.path.rstrip("/") == endpoint.path.rstrip("/")
         )
-
-    async def _on_response(self, response: httpx2.Response) -> None:
-        conn = _CONNECTING.get()
-        if conn is not None and not conn.ready.is_set():
-            conn.connect_statuses.append(response.status_code)
-            session_id = response.headers.get("mcp-session-id")
-            if session_id:
-                conn.session_id = session_id
-        if response.status_code == 404:
-            attempt = _ATTEMPT.get()
-            request = response.request
-            if (
-                attempt is not None
-                and request.method == "POST"
-                and "mcp-session-id" in request.headers
-                and (request.headers.get("mcp-method") or _body_method(request)) == attempt.method
-            ):
-                attempt.session_lost = True
 
     # -- connection management -----------------------------------------------------------
 
@@ -1324,14 +1403,19 @@ class McpClient(ServerFeatures):
         # One SSL context for every client: building one costs ~30 ms of CPU and ~0.8 MiB,
         # which would dominate the memory of an idle session.
         # Reads are bounded per operation instead: tool calls by their timeout (see
-        # `_Plan.read_timeout`), connecting by ``startup_timeout``. The default only
+        # `_Request.read_timeout`), connecting by ``startup_timeout``. The default only
         # bounds the legacy GET stream, which may stay silent for long.
-        return _AuthorizingClient(
+        # Without an auth provider, the transport itself answers for refused requests; with
+        # one, the client must (the provider answers challenges between the two).
+        transport = _McpTransport(
+            httpx2.AsyncHTTPTransport(verify=_shared_ssl_context()), self, refuse=auth is None
+        )
+        factory = httpx2.AsyncClient if auth is None else _AuthorizingClient
+        return factory(
             auth=auth,
             headers=self._config.headers.to_dict(),
             timeout=httpx2.Timeout(30.0, read=_DEFAULT_READ_TIMEOUT),
-            transport=_IsolatingTransport(httpx2.AsyncHTTPTransport(verify=_shared_ssl_context())),
-            event_hooks={"request": [self._on_request], "response": [self._on_response]},
+            transport=transport,
         )
 
     def _make_sdk_client(self, conn: _Connection) -> SdkClient:
@@ -1466,8 +1550,7 @@ class McpClient(ServerFeatures):
         """
         _reset_for_owner_task()
         clean_otel_context()
-        _PLAN.set(None)
-        _CALL_SCOPE.set(None)
+        _REQUEST.set(None)
         _CONNECTING.set(conn)
         try:
             with conn.scope:
@@ -1513,9 +1596,8 @@ class McpClient(ServerFeatures):
             for attempt in (1, 2):
                 sdk = conn.sdk
                 assert sdk is not None
-                token = _PLAN.set(_Plan(self, "tools/list", http) if http else None)
-                outcome = _Attempt("tools/list")
-                outcome_token = _ATTEMPT.set(outcome)
+                outcome = _Request(self, "tools/list", http)
+                token = _REQUEST.set(outcome)
                 try:
                     with anyio.fail_after(self._config.startup_timeout), conn.in_use():
                         tools = await self._list_all_tools(sdk, meta)
@@ -1543,8 +1625,7 @@ class McpClient(ServerFeatures):
                         self.name, f"tools/list: the result was refused: {exc}"
                     ) from None
                 finally:
-                    _ATTEMPT.reset(outcome_token)
-                    _PLAN.reset(token)
+                    _REQUEST.reset(token)
                 conn.tools = tools
                 conn.tools_stale = False
                 conn.tools_version += 1
@@ -1568,7 +1649,7 @@ class McpClient(ServerFeatures):
         """The error for an `MCPError` that means no live server answered ``what``, else None.
 
         An authorization failure, a request whose POST failed alone (see
-        `_IsolatingTransport`: the connection stays, and the next request finds out whether
+        `_McpTransport`: the connection stays, and the next request finds out whether
         the server is back), or a closed connection (retired here when it is stdio's).
         """
         if exc.code == AUTH_FAILED:
