@@ -21,21 +21,31 @@ _CALL_HEADERS: contextvars.ContextVar[Headers | None] = contextvars.ContextVar(
 )
 
 
-@contextmanager
-def bind_turn(turn_id: str) -> Iterator[str]:
+class bind_turn:
     """Run the block (and every task it spawns) as part of turn ``turn_id``.
 
     Requests sent from inside carry the turn entries that clients hold for that id
     (`McpClient.set_turn_headers`); requests sent from anywhere else never do.
     `Session` does this for every turn body; code outside a session may use it directly.
+    ``with bind_turn(turn_id) as bound:`` gives the turn id.
     """
-    if not isinstance(turn_id, str) or not turn_id:
-        raise TypeError("bind_turn() needs a non-empty turn id string")
-    token = _TURN_ID.set(turn_id)
-    try:
-        yield turn_id
-    finally:
-        _TURN_ID.reset(token)
+
+    __slots__ = ("_token", "_turn_id")
+
+    def __init__(self, turn_id: str) -> None:
+        if not isinstance(turn_id, str) or not turn_id:
+            raise TypeError("bind_turn() needs a non-empty turn id string")
+        self._turn_id = turn_id
+        self._token: contextvars.Token[str | None] | None = None
+
+    def __enter__(self) -> str:
+        self._token = _TURN_ID.set(self._turn_id)
+        return self._turn_id
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _TURN_ID.reset(self._token)
+            self._token = None
 
 
 def current_turn_id() -> str | None:

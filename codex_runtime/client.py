@@ -493,12 +493,27 @@ class _TurnEntry:
     # The last values of the callables (compared by identity) and the headers they made:
     # a callable that returns the very same string again is not validated again.
     last: tuple[tuple[str, ...], Headers] | None = None
+    as_dict: tuple[Headers, dict[str, str]] | None = None
 
     def set_headers(self, headers: dict[str, HeaderValue], fixed: Headers) -> None:
         self.headers = headers
         self.fixed = fixed
         self.lazy = tuple((n, v) for n, v in headers.items() if callable(v))
         self.last = None
+        self.as_dict = None
+
+    def resolve_dict(self) -> dict[str, str] | None:
+        """`resolve_headers` as a dict, the same object while the headers do not change.
+
+        Only read, never changed, by its users (a request's HTTP headers).
+        """
+        headers = self.resolve_headers()
+        if headers is None:
+            return None
+        cached = self.as_dict
+        if cached is None or cached[0] is not headers:
+            cached = self.as_dict = (headers, headers.to_dict())
+        return cached[1]
 
     def resolve_headers(self) -> Headers | None:
         if not self.lazy:
@@ -1318,7 +1333,8 @@ class McpClient(ServerFeatures):
                 f"the {scope} headers may not set 'authorization'"
             )
 
-    def _turn_layer(self, method: str) -> tuple[Headers | None, dict[str, Any]]:
+    def _turn_layer(self, method: str) -> tuple[_TurnEntry | None, dict[str, Any]]:
+        """The calling task's turn entry on this client for ``method``, and its ``_meta``."""
         turn_id = _TURN_ID.get()
         if turn_id is None or method not in self._config.turn_header_methods:
             return None, {}
@@ -1326,15 +1342,20 @@ class McpClient(ServerFeatures):
         if entry is None:
             return None, {}
         meta = {k: (v() if callable(v) else v) for k, v in entry.meta.items()} if entry.meta else {}
-        return entry.resolve_headers(), meta
+        return entry, meta
 
     def _resolve(
         self, method: str, call: Headers | None, caller_meta: dict[str, Any]
     ) -> tuple[dict[str, str], dict[str, Any]]:
         """Resolve the turn and call layers for one request: (HTTP headers, ``_meta``)."""
         turn, turn_meta = self._turn_layer(method)
-        layers = [h for h in (call, turn) if h is not None]
-        dynamic = merge_layers(*layers) if layers else {}
+        dynamic: dict[str, str]
+        if call is None:
+            # The common case: the turn's headers alone, resolved once per change.
+            dynamic = (turn.resolve_dict() if turn is not None else None) or {}
+        else:
+            turn_headers = turn.resolve_headers() if turn is not None else None
+            dynamic = merge_layers(call, turn_headers) if turn_headers is not None else merge_layers(call)
         http: dict[str, str] = {}
         meta: dict[str, Any] = {}
         if self._config.apps:
