@@ -11,7 +11,12 @@ SDK ``Client.call_tool`` measured in the same interleaved rounds, for:
 
 By default it runs twice, in two child processes: without the OpenTelemetry SDK (only
 the API: spans are no-ops) and with it (an SDK tracer provider exporting nowhere, for
-every side alike). The sides alternate in rounds, so drift of the machine hits all alike.
+every side alike). The sides alternate in short rounds (10 calls by default), so drift of
+the machine hits all alike. Each call's CPU is measured on its own, and a side's ratio is
+its median call against the bare SDK's median call (the ratio of the totals is printed
+too). To keep the noise below the differences measured: this process and the server are
+pinned to separate CPUs (``--no-pin`` to turn off), the long-lived objects are frozen out
+of the garbage collector after the warm-up, and each round starts with a collection.
 
 (b) Concurrency: N concurrent ``sleep(d)`` calls on one client; wall time divided by d
 (1.0 would be perfect overlap; a serializing client would give N).

@@ -48,6 +48,10 @@ def _parse(line: str) -> SessionMessage | Exception:
         return exc
 
 
+#: Messages that may wait for the stdin writer before a sender waits too.
+_WRITE_QUEUE = 1024
+
+
 @contextlib.asynccontextmanager
 async def stdio_transport(params: StdioServerParameters) -> AsyncIterator[tuple[Any, Any]]:
     """Start the server of ``params`` and yield its (read, write) message streams.
@@ -67,7 +71,9 @@ async def stdio_transport(params: StdioServerParameters) -> AsyncIterator[tuple[
         start_new_session=True,  # its own process group: signals reach its children too
     )
     read_send, read_recv = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](0)
+    # Queued, so that a request is written (and its deadline, the SDK's request clock,
+    # starts) even while the writer waits on a server that stopped reading its stdin.
+    write_send, write_recv = anyio.create_memory_object_stream[SessionMessage](_WRITE_QUEUE)
     writer_done = anyio.Event()
 
     async def read_stdout() -> None:
