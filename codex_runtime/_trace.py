@@ -177,11 +177,23 @@ def active_tracer() -> trace.Tracer | None:
     Without an SDK every span would be a no-op; skipping it saves its cost and changes
     nothing that leaves the process (a no-op span carries its parent's context).
     """
+    global _ACTIVE
+    if _ACTIVE is not None:
+        return _ACTIVE
+    if getattr(trace, "_TRACER_PROVIDER", True) is None:
+        return None  # no provider installed yet (OpenTelemetry's own global): the cheap check
     proxy = tracer()
     # A proxy tracer resolves to the real one once a provider is installed (its private
     # ``_tracer``; without that attribute, spans are simply always made).
     real = getattr(proxy, "_tracer", proxy)
-    return None if isinstance(real, trace.NoOpTracer) else real
+    if isinstance(real, trace.NoOpTracer):
+        return None
+    # A process's tracer provider is set once for good: so is its real tracer.
+    _ACTIVE = real
+    return real
+
+
+_ACTIVE: trace.Tracer | None = None
 
 
 #: What `tool_call_span` gives while nothing records: no span object at all.

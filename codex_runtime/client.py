@@ -218,8 +218,10 @@ class _McpTransport(httpx2.AsyncBaseTransport):
                     request.extensions["timeout"] = timeouts
             else:
                 sent = None  # some other message sent from the same task
-        carrier: dict[str, str] = {}
-        inject_trace_headers(carrier)
+        carrier = _trace_of_body(request) if sent is not None else None
+        if carrier is None:
+            carrier = {}
+            inject_trace_headers(carrier)
         for name, value in carrier.items():
             headers[name] = value
         if client._request_observer is not None:
@@ -269,6 +271,43 @@ def _carries_method(request: httpx2.Request, marker: bytes) -> bool:
     return content.find(marker, 0, 256) >= 0
 
 
+_TRACEPARENT_KEY = b'"traceparent":"'
+_TRACESTATE_NEXT = b',"tracestate":"'
+_TRACEPARENT = re.compile(rb"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_TRACESTATE = re.compile(rb"[\x20-\x21\x23-\x5b\x5d-\x7e]{1,512}")  # no quote, no backslash
+# The SDK puts the trace context last in ``params._meta``, which it writes last.
+_TRACE_TAIL = 2048
+
+
+def _trace_of_body(request: httpx2.Request) -> dict[str, str] | None:
+    """The W3C trace headers naming the span the SDK put in this request's ``_meta``.
+
+    The SDK injects ``traceparent`` (and ``tracestate``) of its ``MCP send`` span into
+    ``params._meta`` (SEP-414); the HTTP headers must name the same span. Reading them off
+    the body is cheaper than formatting them again, and the same by construction. None
+    when the body holds none in the expected form (the caller injects them as usual).
+    """
+    try:
+        content = request.content
+    except httpx2.RequestNotRead:
+        return None
+    at = content.rfind(_TRACEPARENT_KEY, max(0, len(content) - _TRACE_TAIL))
+    if at < 0:
+        return None
+    start = at + len(_TRACEPARENT_KEY)
+    end = start + 55
+    if content[end : end + 1] != b'"' or _TRACEPARENT.fullmatch(content, start, end) is None:
+        return None
+    headers = {"traceparent": content[start:end].decode("ascii")}
+    if content.startswith(_TRACESTATE_NEXT, end + 1):
+        state_start = end + 1 + len(_TRACESTATE_NEXT)
+        state_end = content.find(b'"', state_start)
+        if state_end < 0 or _TRACESTATE.fullmatch(content, state_start, state_end) is None:
+            return None
+        headers["tracestate"] = content[state_start:state_end].decode("ascii")
+    return headers
+
+
 def _transport_failure(request: httpx2.Request, exc: httpx2.TransportError) -> httpx2.Response:
     """The made-up answer to a POST that failed in transport (see `_McpTransport`)."""
     request_id = _body_request_id(request)
@@ -306,12 +345,9 @@ class _WatchedReadStream:
     def __init__(self, inner: Any, on_end: Callable[[], None]) -> None:
         self._inner = inner
         self._on_end = on_end
-
-    @property
-    def last_context(self) -> contextvars.Context | None:
-        # The SDK reads the sender's context of each message from here (duck-typed).
-        context: contextvars.Context | None = getattr(self._inner, "last_context", None)
-        return context
+        # The SDK reads the sender's context of each message from here (duck-typed),
+        # right after receiving it: copied from the inner stream on each receive.
+        self.last_context: contextvars.Context | None = None
 
     async def receive(self) -> SessionMessage | Exception:
         try:
@@ -319,16 +355,24 @@ class _WatchedReadStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
             self._on_end()
             raise
+        self.last_context = getattr(self._inner, "last_context", None)
         return item
 
     def __aiter__(self) -> _WatchedReadStream:
         return self
 
     async def __anext__(self) -> SessionMessage | Exception:
+        # `receive` inlined: one frame less for every message the SDK reads.
         try:
-            return await self.receive()
+            item: SessionMessage | Exception = await self._inner.receive()
         except anyio.EndOfStream:
+            self._on_end()
             raise StopAsyncIteration from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_end()
+            raise
+        self.last_context = getattr(self._inner, "last_context", None)
+        return item
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -534,13 +578,24 @@ class _Request:
     its sender's context, so `_McpTransport` finds it). ``http``: the turn and call
     headers, resolved in the calling task. ``read_timeout`` (seconds) replaces the HTTP
     client's read timeout for that request, so a call allowed to run longer than the
-    default is not cut off by the transport. ``scope``: the call it belongs to, for
-    server requests that arrive while it runs. ``session_lost``, set by the transport:
-    the server answered ``404`` to it although it carried an ``mcp-session-id`` (legacy
-    era): the server no longer knows the session, and did not run the request.
+    default is not cut off by the transport. ``caller``: sent for a caller (not by the
+    client itself), with the ``turn_id`` and ``tool`` of its call, for server requests that
+    arrive while it runs (see `call_scope`). ``session_lost``, set by the transport: the
+    server answered ``404`` to it although it carried an ``mcp-session-id`` (legacy era):
+    the server no longer knows the session, and did not run the request.
     """
 
-    __slots__ = ("client", "http", "marker", "method", "read_timeout", "scope", "session_lost")
+    __slots__ = (
+        "caller",
+        "client",
+        "http",
+        "marker",
+        "method",
+        "read_timeout",
+        "session_lost",
+        "tool",
+        "turn_id",
+    )
 
     def __init__(
         self,
@@ -548,15 +603,24 @@ class _Request:
         method: str,
         http: Mapping[str, str],
         read_timeout: float | None = None,
-        scope: _CallScope | None = None,
+        *,
+        caller: bool = False,
+        turn_id: str | None = None,
+        tool: str | None = None,
     ) -> None:
         self.client = client
         self.method = method
         self.marker = _method_marker(method)
         self.http = http
         self.read_timeout = read_timeout
-        self.scope = scope
+        self.caller = caller
+        self.turn_id = turn_id
+        self.tool = tool
         self.session_lost = False
+
+    def call_scope(self) -> _CallScope:
+        """The call this request belongs to (made only when a server request asks)."""
+        return _CallScope(self.client, self.turn_id, self.tool, self.method)
 
 
 _REQUEST: contextvars.ContextVar[_Request | None] = contextvars.ContextVar(
@@ -581,11 +645,12 @@ class _Connection:
         self.tools_stale = False
         self.tools_version = 0
         self.inflight = 0
-        self.scopes: list[_CallScope] = []  # of the requests in flight that callers sent
+        self.scopes: list[_Request] = []  # the requests in flight that callers sent
         self.retired = False
         self.ready = anyio.Event()
         self.closed = anyio.Event()
         self.stop = anyio.Event()
+        self.ended = False  # `stop` or `closed` is set: plain flag, read on every call
         # Cancels the owner task: used when a connection attempt is abandoned (startup
         # timeout, cancelled caller) or does not close in time. Shielded: the connection
         # ends only through it or `stop` (`McpClient.aclose` uses both), never because
@@ -621,9 +686,12 @@ class _Connection:
     @property
     def alive(self) -> bool:
         """Usable for new requests."""
-        if self.sdk is None or self.retired:
-            return False
-        return not self.closed.is_set() and not self.stop.is_set()
+        return self.sdk is not None and not self.retired and not self.ended
+
+    def halt(self) -> None:
+        """Tell the owner task to close the connection (see `stop`); no new requests."""
+        self.ended = True
+        self.stop.set()
 
     @contextmanager
     def in_use(self) -> Iterator[None]:
@@ -638,19 +706,17 @@ class _Connection:
         """One request in flight has ended (see `in_use`)."""
         self.inflight -= 1
         if self.retired and self.inflight == 0:
-            self.stop.set()
+            self.halt()
 
     @contextmanager
     def scoped(self, request: _Request) -> Iterator[None]:
         """Count a caller's request in flight, with the call it belongs to."""
-        scope = request.scope
-        assert scope is not None
-        self.scopes.append(scope)
+        self.scopes.append(request)
         try:
             with self.in_use():
                 yield
         finally:
-            self.scopes.remove(scope)
+            self.scopes.remove(request)
 
     def retire(self) -> None:
         """Take no new requests; close once the requests in flight have their answers.
@@ -660,7 +726,7 @@ class _Connection:
         """
         self.retired = True
         if self.inflight == 0:
-            self.stop.set()
+            self.halt()
 
 
 def _leaves(exc: BaseException) -> Iterable[BaseException]:
@@ -870,7 +936,7 @@ class McpClient(ServerFeatures):
             self._listen_scope.cancel()
         owned = list(self._owned)
         for conn in owned:
-            conn.stop.set()
+            conn.halt()
         # A graceful close (legacy: DELETE of the session) gets a bounded time.
         with anyio.CancelScope(shield=True), anyio.move_on_after(_CLOSE_TIMEOUT):
             for conn in owned:
@@ -1011,8 +1077,9 @@ class McpClient(ServerFeatures):
         (sync or async) is called for each progress notification of the call.
         ``timeout`` (default: the server's ``tool_timeout``) bounds the wait for the
         server's answer: it runs from the moment the request is written, for each
-        input-required round, and stops while the client waits on a person (an
-        elicitation). A tool that reports failure returns a result
+        input-required round (in the 2026-07-28 era the client answers an elicitation
+        between rounds, so a person's time does not count; in the legacy era it does),
+        and stops during an OAuth browser flow. A tool that reports failure returns a result
         with ``isError`` set. Raises `InvalidHeaderError` (before anything is sent),
         `ToolCallError` (refused by the server, a disabled tool, or a tool the server
         does not list), `ToolTimeoutError` (the server is told to cancel the call), or
@@ -1020,7 +1087,7 @@ class McpClient(ServerFeatures):
         """
         if not isinstance(name, str) or not name:
             raise TypeError("call_tool() needs a tool name string")
-        if arguments is not None and not isinstance(arguments, Mapping):
+        if arguments is not None and type(arguments) is not dict and not isinstance(arguments, Mapping):
             raise TypeError("call_tool() arguments must be a mapping (a JSON object)")
         if timeout is None:
             timeout = self._config.tool_timeout
@@ -1035,7 +1102,8 @@ class McpClient(ServerFeatures):
         if meta is not None and not all(isinstance(k, str) for k in caller_meta):
             raise TypeError("call_tool() meta keys must be strings")
         # Resolve now, in the calling task, so bad values raise before anything is sent.
-        http, request_meta = self._resolve("tools/call", call_headers, caller_meta)
+        turn_id = _TURN_ID.get()
+        http, request_meta = self._resolve("tools/call", call_headers, caller_meta, turn_id)
         args = dict(arguments) if arguments is not None else None
         finite = math.isfinite(timeout)
         request = _Request(
@@ -1043,7 +1111,9 @@ class McpClient(ServerFeatures):
             "tools/call",
             http,
             timeout + _READ_TIMEOUT_MARGIN if finite else None,
-            _CallScope(self, _TURN_ID.get(), name, "tools/call"),
+            caller=True,
+            turn_id=turn_id,
+            tool=name,
         )
         progress = progress_adapter(self.name, on_progress) if on_progress is not None else None
 
@@ -1064,7 +1134,8 @@ class McpClient(ServerFeatures):
             result = await self._send_call(
                 conn, request, name, args, request_meta, progress, timeout if finite else None
             )
-            record_tool_result(span, result)
+            if result.is_error:
+                record_tool_result(span, result)
             return result
 
     async def _send_call(
@@ -1078,17 +1149,14 @@ class McpClient(ServerFeatures):
         timeout: float | None,
     ) -> CallToolResult:
         # The deadline is the SDK's own request clock (``read_timeout_seconds``): it runs
-        # from the moment the request is written until its answer, per input round, and
-        # stops while the client waits on a person (an elicitation); on expiry the SDK
-        # tells the server to cancel. No second cancel scope per call.
+        # from the moment the request is written until its answer, per input round; on
+        # expiry the SDK tells the server to cancel. No second cancel scope per call.
         for attempt in (1, 2):
             sdk = conn.sdk
             assert sdk is not None
             token = _REQUEST.set(request)
-            scope = request.scope
-            assert scope is not None
             used = conn  # `conn` may be replaced below, by the recovered connection
-            used.scopes.append(scope)
+            used.scopes.append(request)
             used.inflight += 1
             try:
                 return await sdk.call_tool(
@@ -1143,7 +1211,7 @@ class McpClient(ServerFeatures):
                 ) from None
             finally:
                 _REQUEST.reset(token)
-                used.scopes.remove(scope)
+                used.scopes.remove(request)
                 used.done()
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -1170,9 +1238,9 @@ class McpClient(ServerFeatures):
         ):
             raise TypeError(f"{method}: meta must be a mapping with string keys")
         call_headers = self._call_layer(headers)
-        http, request_meta = self._resolve(method, call_headers, dict(meta) if meta else {})
+        http, request_meta = self._resolve(method, call_headers, dict(meta) if meta else {}, _TURN_ID.get())
         read_timeout = timeout + _READ_TIMEOUT_MARGIN if math.isfinite(timeout) else None
-        request = _Request(self, method, http, read_timeout, _CallScope(self, _TURN_ID.get(), None, method))
+        request = _Request(self, method, http, read_timeout, caller=True, turn_id=_TURN_ID.get())
         conn = await self._get_connection()
         for attempt in (1, 2):
             sdk = conn.sdk
@@ -1285,15 +1353,14 @@ class McpClient(ServerFeatures):
     def _scope_of_server_request(self, fallback: bool) -> _CallScope | None:
         """The call a server request belongs to, when that is certain (see `ServerRequest`)."""
         request = _REQUEST.get()
-        scope = request.scope if request is not None else None
-        if scope is not None and scope.owner is self:
-            return scope
+        if request is not None and request.caller and request.client is self:
+            return request.call_scope()
         if not fallback or not self._is_stdio:
             return None
         conn = self._conn
         if conn is None or conn.inflight != 1 or len(conn.scopes) != 1:
             return None
-        return conn.scopes[0]
+        return conn.scopes[0].call_scope()
 
     async def _check_listed(self, conn: _Connection, name: str) -> _Connection:
         """Refuse a tool the server does not list (one refresh first, shared by concurrent callers).
@@ -1333,9 +1400,8 @@ class McpClient(ServerFeatures):
                 f"the {scope} headers may not set 'authorization'"
             )
 
-    def _turn_layer(self, method: str) -> tuple[_TurnEntry | None, dict[str, Any]]:
-        """The calling task's turn entry on this client for ``method``, and its ``_meta``."""
-        turn_id = _TURN_ID.get()
+    def _turn_layer(self, method: str, turn_id: str | None) -> tuple[_TurnEntry | None, dict[str, Any]]:
+        """The turn entry of ``turn_id`` on this client for ``method``, and its ``_meta``."""
         if turn_id is None or method not in self._config.turn_header_methods:
             return None, {}
         entry = self._turn_entries.get(turn_id)
@@ -1345,10 +1411,11 @@ class McpClient(ServerFeatures):
         return entry, meta
 
     def _resolve(
-        self, method: str, call: Headers | None, caller_meta: dict[str, Any]
+        self, method: str, call: Headers | None, caller_meta: dict[str, Any], turn_id: str | None
     ) -> tuple[dict[str, str], dict[str, Any]]:
-        """Resolve the turn and call layers for one request: (HTTP headers, ``_meta``)."""
-        turn, turn_meta = self._turn_layer(method)
+        """Resolve the turn (of ``turn_id``: the calling task's) and call layers for one
+        request: (HTTP headers, ``_meta``)."""
+        turn, turn_meta = self._turn_layer(method, turn_id)
         dynamic: dict[str, str]
         if call is None:
             # The common case: the turn's headers alone, resolved once per change.
@@ -1589,6 +1656,7 @@ class McpClient(ServerFeatures):
             else:
                 logger.debug("MCP server %r: connect failed (%s)", self.name, _describe(exc))
         finally:
+            conn.ended = True
             conn.closed.set()
             conn.ready.set()
             self._owned.discard(conn)
@@ -1610,7 +1678,7 @@ class McpClient(ServerFeatures):
         With ``seen`` (a `_Connection.tools_version`), a refresh completed by another
         caller in the meantime is reused instead of sending another ``tools/list``.
         """
-        http, meta = self._resolve("tools/list", self._call_layer(None), {})
+        http, meta = self._resolve("tools/list", self._call_layer(None), {}, _TURN_ID.get())
         async with self._tools_lock:
             if seen is not None and conn.tools_version != seen:
                 return conn
@@ -1664,7 +1732,7 @@ class McpClient(ServerFeatures):
             return  # closing on purpose
         if conn.sdk is not None and not self._closing:
             logger.warning("MCP server %r: the connection ended; the next call reconnects", self.name)
-        conn.stop.set()
+        conn.halt()
 
     def _unanswered(self, conn: _Connection, exc: MCPError, what: str) -> ServerUnavailableError | None:
         """The error for an `MCPError` that means no live server answered ``what``, else None.
@@ -1691,4 +1759,4 @@ class McpClient(ServerFeatures):
         """
         if exc.code == CONNECTION_CLOSED and self._is_stdio and not conn.stop.is_set():
             logger.warning("MCP server %r: stdio server exited; it is restarted on the next call", self.name)
-            conn.stop.set()
+            conn.halt()

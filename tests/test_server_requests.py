@@ -408,3 +408,19 @@ def test_a_configuration_file_cannot_set_mcp_headers(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="mcp-param-region"):
         load_config(path)
+
+
+async def test_a_call_timeout_does_not_count_the_time_a_person_takes(server: RecordingServer) -> None:
+    """2026-07-28: the call's deadline bounds each round of the call; the client answers an
+    elicitation between rounds, so a person's slow answer does not time the call out."""
+    protocol = "auto"
+
+    async def slow_person(request: ServerRequest) -> t.ElicitResult:
+        await anyio.sleep(1.5)  # longer than the call's whole timeout
+        return t.ElicitResult(action="accept", content={"name": "late"})
+
+    cfg = ServerConfig(name="rec", url=server.url, protocol=protocol)
+    async with McpClient(cfg, handlers=ClientHandlers(elicitation=slow_person)) as client:
+        asked = await client.call_tool("ask", {"question": "Who?"}, timeout=1.0)
+    assert json.loads(text_of(asked)) == {"action": "accept", "data": {"name": "late"}}
+    assert [c.outcome for c in server.tool_calls()] == ["ok"]
