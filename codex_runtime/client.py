@@ -564,8 +564,12 @@ class _TurnEntry:
             return self.fixed or None
         values = tuple([value() for _, value in self.lazy])
         last = self.last
-        if last is not None and all(a is b for a, b in zip(values, last[0], strict=True)):
-            return last[1]
+        if last is not None:
+            for value, seen in zip(values, last[0], strict=True):
+                if value is not seen:
+                    break
+            else:
+                return last[1]
         resolved = self.fixed | {name: value for (name, _), value in zip(self.lazy, values, strict=True)}
         self.last = (values, resolved)
         return resolved

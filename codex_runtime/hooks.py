@@ -96,13 +96,32 @@ def turn_metadata(turn: Turn) -> dict[str, Any]:
     return out
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def _same_json(a: Any, b: Any) -> bool:
     """Whether ``a`` and ``b`` encode to the same JSON (``1``, ``1.0`` and ``True`` differ)."""
-    if type(a) is not type(b):
+    kind = type(a)
+    if kind is not type(b):
         return False
-    if type(a) is dict:
-        return list(a) == list(b) and all(_same_json(v, b[k]) for k, v in a.items())
-    if type(a) is list or type(a) is tuple:
+    if kind is dict:
+        if len(a) != len(b):
+            return False
+        # Called on every request of a turn: scalar values are compared in the loop,
+        # without a call each.
+        for (key_a, value_a), (key_b, value_b) in zip(a.items(), b.items(), strict=True):
+            if key_a != key_b:
+                return False
+            value_kind = type(value_a)
+            if value_kind is not type(value_b):
+                return False
+            if value_kind in _SCALARS:
+                if value_a != value_b:
+                    return False
+            elif not _same_json(value_a, value_b):
+                return False
+        return True
+    if kind is list or kind is tuple:
         return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
 

@@ -31,7 +31,7 @@ import attrs
 from mcp_types import CallToolResult, GetPromptResult, ReadResourceResult, TextContent, Tool
 
 from . import _session_features
-from ._context import _TURN_ID, bind_turn, current_turn_id
+from ._context import _TURN_ID, current_turn_id
 from ._handlers import ClientHandlers, ProgressCallback
 from ._session_features import SessionPrompt, SessionResource
 from ._session_store import SessionRecorder, SessionStore
@@ -43,7 +43,7 @@ from ._tool_hooks import (
     ToolCallStatus,
     ToolDecision,
 )
-from ._trace import bind_tool_call_id
+from ._trace import _TOOL_CALL_ID
 from ._turn_model import (
     _TRANSITIONS,
     AbortReason,
@@ -389,8 +389,10 @@ class Turn:
         result: CallToolResult | None = None
         scope = anyio.CancelScope()
         self._call_scopes.add(scope)
+        turn_token = _TURN_ID.set(self.id)
+        call_token = _TOOL_CALL_ID.set(call_id)  # for the call's span (see `bind_tool_call_id`)
         try:
-            with scope, bind_turn(self.id), bind_tool_call_id(call_id):
+            with scope:
                 if starts or ends:
                     request = ToolCallRequest(
                         call_id,
@@ -424,6 +426,8 @@ class Turn:
                 raise TurnAbortedError(self._abort_reason or AbortReason.INTERRUPTED) from exc
             raise
         finally:
+            _TOOL_CALL_ID.reset(call_token)
+            _TURN_ID.reset(turn_token)
             self._call_scopes.discard(scope)
             record = ToolCallRecord(
                 server=server,
