@@ -12,7 +12,6 @@ request belongs to when that is known for certain (see `ServerRequest`).
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import json
 import logging
@@ -184,10 +183,6 @@ class _CallScope:
     tool: str | None
     method: str
 
-
-_CALL_SCOPE: contextvars.ContextVar[_CallScope | None] = contextvars.ContextVar(
-    "codex_runtime_call_scope", default=None
-)
 
 ScopeLookup = Callable[[bool], "_CallScope | None"]
 

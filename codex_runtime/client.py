@@ -362,17 +362,10 @@ class _WatchedReadStream:
         return self
 
     async def __anext__(self) -> SessionMessage | Exception:
-        # `receive` inlined: one frame less for every message the SDK reads.
         try:
-            item: SessionMessage | Exception = await self._inner.receive()
+            return await self.receive()
         except anyio.EndOfStream:
-            self._on_end()
             raise StopAsyncIteration from None
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._on_end()
-            raise
-        self.last_context = getattr(self._inner, "last_context", None)
-        return item
 
     async def aclose(self) -> None:
         await self._inner.aclose()
@@ -697,30 +690,29 @@ class _Connection:
         self.ended = True
         self.stop.set()
 
-    @contextmanager
-    def in_use(self) -> Iterator[None]:
-        """Count a request in flight, so that retiring the connection lets it finish."""
+    def begin(self, request: _Request | None = None) -> None:
+        """Count a request in flight (a caller's ``request``: with the call it belongs to),
+        so that retiring the connection lets it finish. Each `begin` has its `end`."""
         self.inflight += 1
-        try:
-            yield
-        finally:
-            self.done()
+        if request is not None:
+            self.scopes.append(request)
 
-    def done(self) -> None:
-        """One request in flight has ended (see `in_use`)."""
+    def end(self, request: _Request | None = None) -> None:
+        """One request in flight has ended (see `begin`)."""
+        if request is not None:
+            self.scopes.remove(request)
         self.inflight -= 1
         if self.retired and self.inflight == 0:
             self.halt()
 
     @contextmanager
-    def scoped(self, request: _Request) -> Iterator[None]:
-        """Count a caller's request in flight, with the call it belongs to."""
-        self.scopes.append(request)
+    def in_use(self) -> Iterator[None]:
+        """`begin` and `end` around a block: a request the client sends for itself."""
+        self.begin()
         try:
-            with self.in_use():
-                yield
+            yield
         finally:
-            self.scopes.remove(request)
+            self.end()
 
     def retire(self) -> None:
         """Take no new requests; close once the requests in flight have their answers.
@@ -1160,22 +1152,16 @@ class McpClient(ServerFeatures):
             assert sdk is not None
             token = _REQUEST.set(request)
             used = conn  # `conn` may be replaced below, by the recovered connection
-            used.scopes.append(request)
-            used.inflight += 1
+            used.begin(request)
             try:
                 return await sdk.call_tool(
                     name, args, timeout, progress_callback=progress, meta=_sdk_meta(meta)
                 )
             except MCPError as exc:
                 if request.session_lost:
-                    if attempt == 1:
-                        # The server refused the request before running it: safe to resend.
-                        request.session_lost = False
-                        conn = await self._recover(conn)
-                        continue
-                    raise ServerUnavailableError(
-                        self.name, f"tools/call {name!r}: session lost again after re-initializing"
-                    ) from None
+                    what = f"tools/call {name!r}"
+                    conn = await self._resend_after_lost_session(conn, request, attempt, what)
+                    continue
                 if exc.code == REQUEST_TIMEOUT and exc.message == _SDK_TIMEOUT_MESSAGE:
                     raise ToolTimeoutError(
                         self.name, name, f"no answer within {timeout:g} s; the server was asked to cancel it"
@@ -1215,8 +1201,7 @@ class McpClient(ServerFeatures):
                 ) from None
             finally:
                 _REQUEST.reset(token)
-                used.scopes.remove(request)
-                used.done()
+                used.end(request)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send_request(
@@ -1250,20 +1235,17 @@ class McpClient(ServerFeatures):
             sdk = conn.sdk
             assert sdk is not None
             token = _REQUEST.set(request)
+            used = conn  # `conn` may be replaced below, by the recovered connection
+            used.begin(request)
             try:
-                with anyio.fail_after(timeout), conn.scoped(request):
+                with anyio.fail_after(timeout):
                     return await send(sdk, _sdk_meta(request_meta))
             except TimeoutError:
                 raise ServerUnavailableError(self.name, f"{method}: no answer within {timeout:g} s") from None
             except MCPError as exc:
                 if request.session_lost:
-                    if attempt == 1:
-                        request.session_lost = False
-                        conn = await self._recover(conn)
-                        continue
-                    raise ServerUnavailableError(
-                        self.name, f"{method}: session lost again after re-initializing"
-                    ) from None
+                    conn = await self._resend_after_lost_session(conn, request, attempt, method)
+                    continue
                 unavailable = self._unanswered(conn, exc, method)
                 if unavailable is not None:
                     raise unavailable from None
@@ -1285,7 +1267,19 @@ class McpClient(ServerFeatures):
                 raise TypeError(f"{method}: arguments and meta must be JSON values ({exc})") from None
             finally:
                 _REQUEST.reset(token)
+                used.end(request)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _resend_after_lost_session(
+        self, conn: _Connection, request: _Request, attempt: int, what: str
+    ) -> _Connection:
+        """The connection to resend ``request`` on, after the server lost the legacy session
+        (it refused the request before running it, so resending is safe); once only."""
+        if attempt != 1:
+            reason = f"{what}: session lost again after re-initializing"
+            raise ServerUnavailableError(self.name, reason) from None
+        request.session_lost = False
+        return await self._recover(conn)
 
     def _live_session(self) -> ClientSession | None:
         conn = self._conn
