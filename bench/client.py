@@ -113,9 +113,13 @@ class _Side:
         self.call = call
         self.around = around
         self.latencies: list[float] = []
-        self.client_cpu = 0.0
         self.server_cpu: float | None = 0.0
         self.call_cpu: list[float] = []  # client CPU of each measured call
+
+    @property
+    def client_cpu(self) -> float:
+        """Client CPU of all measured calls."""
+        return sum(self.call_cpu)
 
     async def run(self, count: int, server: Any, *, record: bool = True) -> None:
         if self.around is None:
@@ -141,19 +145,11 @@ class _Side:
             return
         self.latencies += latencies
         self.call_cpu += cpus
-        self.client_cpu += sum(cpus)
         after = _server_cpu(server)
         if server_cpu is None or after is None or self.server_cpu is None:
             self.server_cpu = None
         else:
             self.server_cpu += after - server_cpu
-
-    def cpu_line(self) -> str:
-        calls = len(self.latencies)
-        text = f"this process {_us(self.client_cpu / calls)}"
-        if self.server_cpu is not None:
-            text += f", server {_us(self.server_cpu / calls)}"
-        return f"CPU per call: {text}"
 
 
 async def _concurrent_wall(call: Callable[[], Awaitable[Any]], count: int) -> float:
